@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# gpu-check.sh OUTDIR — the whole GPU check of kiln in one go, on a machine with an NVIDIA GPU.
+#
+# Run it from a folder that holds what scripts/gpu-build.sh put there: cuda.test (the device/cuda
+# test binary, built with -tags cuda), kiln (the cuda build of the command), torch_gpu.py and this
+# script. It prints the GPU and driver, runs the conformance and parity tests, the kernel
+# benchmarks, kiln's training throughput and the PyTorch comparison on the same GPU, and ends
+# with a summary table. Logs go to OUTDIR. It finishes well inside five minutes.
+set -u
+out=${1:?usage: gpu-check.sh OUTDIR}
+here=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$out"
+t0=$SECONDS
+phase() { printf '\n=== %s (t=%ds)\n' "$*" $((SECONDS - t0)); }
+
+phase "GPU"
+nvidia-smi -L
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+lib=$(ldconfig -p 2>/dev/null | awk '/libcuda\.so\.1/{print $NF; exit}')
+[ -n "$lib" ] || lib=$(find /usr/local/nvidia /usr/lib /usr/lib64 -name 'libcuda.so.1' 2>/dev/null | head -1)
+[ -n "$lib" ] || { echo "libcuda.so.1 not found"; exit 1; }
+export LD_LIBRARY_PATH=$(dirname "$lib")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+echo "libcuda: $lib"
+
+phase "conformance and parity tests"
+(cd "$here" && timeout 180 ./cuda.test -test.v -test.count=1 -test.timeout=170s) >"$out/tests.log" 2>&1
+test_rc=$?
+grep -E '^(=== RUN|--- (PASS|FAIL|SKIP)|PASS|FAIL|ok|panic)|GPU|gpu' "$out/tests.log" | grep -v '=== RUN' | tail -80
+
+phase "kernel benchmarks"
+(cd "$here" && timeout 150 ./cuda.test -test.run '^$' -test.bench "${KILN_BENCH:-.}" -test.benchtime "${KILN_BENCHTIME:-20x}" -test.timeout=140s) >"$out/bench.log" 2>&1
+bench_rc=$?
+grep -E '^Benchmark|^(ok|FAIL|PASS)' "$out/bench.log"
+
+phase "kiln training throughput"
+: >"$out/kiln-bench.jsonl"
+for cfg in "784-256-relu-128-relu-10 64" "784-4096-relu-4096-relu-10 1024"; do
+	set -- $cfg
+	timeout 60 "$here/kiln" bench --device cuda --model "$1" --batch "$2" --optimizer adam --json >>"$out/kiln-bench.jsonl" 2>>"$out/kiln-bench.err"
+	timeout 60 "$here/kiln" bench --device cuda --model "$1" --batch "$2" --optimizer adam --tf32 --json >>"$out/kiln-bench.jsonl" 2>>"$out/kiln-bench.err"
+done
+cat "$out/kiln-bench.jsonl"; tail -5 "$out/kiln-bench.err"
+
+phase "PyTorch on the same GPU"
+PYTHONUNBUFFERED=1 timeout 120 python3 "$here/torch_gpu.py" >"$out/torch.jsonl" 2>"$out/torch.err"
+cat "$out/torch.jsonl"; tail -5 "$out/torch.err"
+
+phase "summary"
+pass=$(grep -c -- '--- PASS' "$out/tests.log"); fail=$(grep -c -- '--- FAIL' "$out/tests.log")
+echo "tests: exit $test_rc, $pass passed, $fail failed (subtests included); benchmarks exit $bench_rc"
+grep -E -- '--- FAIL' "$out/tests.log" | head -30
+if [ -f "$here/summary.py" ]; then python3 "$here/summary.py" "$out"; fi
