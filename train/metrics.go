@@ -1,0 +1,250 @@
+package train
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/kilnml/kiln/data"
+	"github.com/kilnml/kiln/device"
+	"github.com/kilnml/kiln/nn"
+)
+
+// Metrics is a model's performance on one dataset.
+type Metrics struct {
+	// Loss is the mean loss over all samples (each batch's loss weighted
+	// by its rows), in the loss's PyTorch definition.
+	Loss float64 `json:"loss"`
+	// Samples is the number of samples evaluated.
+	Samples int `json:"samples"`
+	// Classes is the number of classes for a classification task, 0 for
+	// regression (then the fields below are zero).
+	Classes int `json:"classes,omitempty"`
+	// Accuracy is the fraction of samples whose predicted class is the
+	// label: the row's argmax for several outputs; for one output, the
+	// probability above 0.5 (logit above 0 for BCEWithLogits).
+	Accuracy float64 `json:"accuracy,omitempty"`
+	// Confusion[t][p] counts samples of true class t predicted as p.
+	Confusion [][]int `json:"confusion,omitempty"`
+	// Precision, Recall and F1 are for class 1 of a two-class task (0 when
+	// undefined, as scikit-learn's zero_division=0).
+	Precision float64 `json:"precision,omitempty"`
+	Recall    float64 `json:"recall,omitempty"`
+	F1        float64 `json:"f1,omitempty"`
+}
+
+// String is a one-line summary for logs.
+func (m Metrics) String() string {
+	if m.Classes == 0 {
+		return fmt.Sprintf("loss %.6g (%d samples)", m.Loss, m.Samples)
+	}
+	s := fmt.Sprintf("loss %.6g accuracy %.4f (%d samples)", m.Loss, m.Accuracy, m.Samples)
+	if m.Classes == 2 {
+		s += fmt.Sprintf(" precision %.4f recall %.4f f1 %.4f", m.Precision, m.Recall, m.F1)
+	}
+	return s
+}
+
+// finish derives accuracy, precision, recall and F1 from the confusion
+// matrix.
+func (m *Metrics) finish() {
+	if m.Classes == 0 || m.Samples == 0 {
+		return
+	}
+	correct := 0
+	for c := range m.Confusion {
+		correct += m.Confusion[c][c]
+	}
+	m.Accuracy = float64(correct) / float64(m.Samples)
+	if m.Classes == 2 {
+		tp, fp, fn := m.Confusion[1][1], m.Confusion[0][1], m.Confusion[1][0]
+		if tp+fp > 0 {
+			m.Precision = float64(tp) / float64(tp+fp)
+		}
+		if tp+fn > 0 {
+			m.Recall = float64(tp) / float64(tp+fn)
+		}
+		if m.Precision+m.Recall > 0 {
+			m.F1 = 2 * m.Precision * m.Recall / (m.Precision + m.Recall)
+		}
+	}
+}
+
+// evaluator runs a model over a dataset in evaluation mode. The trainer
+// keeps one per dataset so that evaluating every epoch allocates nothing
+// after the first time.
+type evaluator struct {
+	dev   device.Device
+	m     *nn.Sequential
+	g     *nn.Graph
+	b     *batcher
+	out   int
+	acc   device.Buffer // one element: Σ rows·batch loss
+	pred  device.Buffer // int32 argmax per row
+	hpred []int32
+	hout  []float32
+	truth []int32 // true classes, nil for regression
+	idx   []int
+}
+
+// classTruth returns the true class of every sample when the task is a
+// classification one the metrics can score, else nil.
+func classTruth(ds *data.Dataset, kind device.LossKind, out int) ([]int32, int) {
+	if ds.Labels != nil && ds.Classes >= 2 && (out == ds.Classes || (out == 1 && ds.Classes == 2)) {
+		return ds.Labels, ds.Classes
+	}
+	if ds.Y != nil && out == 1 && ds.Outputs == 1 && (kind == device.BCE || kind == device.BCEWithLogits) {
+		t := make([]int32, len(ds.Y))
+		for i, v := range ds.Y {
+			if v >= 0.5 {
+				t[i] = 1
+			}
+		}
+		return t, 2
+	}
+	return nil, 0
+}
+
+func newEvaluator(dev device.Device, m *nn.Sequential, ds *data.Dataset, kind device.LossKind, batch int) (*evaluator, error) {
+	in, out, err := modelDims(m)
+	if err != nil {
+		return nil, err
+	}
+	b, err := newBatcher(dev, ds, kind, in, out, batch)
+	if err != nil {
+		return nil, err
+	}
+	e := &evaluator{dev: dev, m: m, g: nn.NewGraph(dev), b: b, out: out, idx: make([]int, b.cap)}
+	e.g.SetGradEnabled(false)
+	e.truth, _ = classTruth(ds, kind, out)
+	if e.acc, err = dev.Alloc(device.Float32, 1); err != nil {
+		e.free()
+		return nil, fmt.Errorf("train: evaluate: %w", err)
+	}
+	if e.truth != nil {
+		if out > 1 {
+			if e.pred, err = dev.Alloc(device.Int32, b.cap); err != nil {
+				e.free()
+				return nil, fmt.Errorf("train: evaluate: %w", err)
+			}
+			e.hpred = make([]int32, b.cap)
+		} else {
+			e.hout = make([]float32, b.cap)
+		}
+	}
+	return e, nil
+}
+
+// run evaluates the model on the whole dataset, in file order.
+func (e *evaluator) run() (Metrics, error) {
+	ds := e.b.ds
+	n := ds.Len()
+	var met Metrics
+	met.Samples = n
+	_, classes := classTruth(ds, e.b.kind, e.out)
+	if e.truth != nil {
+		met.Classes = classes
+		met.Confusion = make([][]int, classes)
+		for i := range met.Confusion {
+			met.Confusion[i] = make([]int, classes)
+		}
+	}
+	e.m.SetTraining(false)
+	if err := e.dev.Fill(e.acc, 1, 0); err != nil {
+		return met, fmt.Errorf("train: evaluate: %w", err)
+	}
+	threshold := float32(0.5)
+	if e.b.kind == device.BCEWithLogits {
+		threshold = 0
+	}
+	for start := 0; start < n; start += e.b.cap {
+		rows := min(e.b.cap, n-start)
+		idx := e.idx[:rows]
+		for j := range idx {
+			idx[j] = start + j
+		}
+		if err := e.b.load(idx); err != nil {
+			return met, err
+		}
+		x, err := e.g.Input(e.b.x, rows, e.b.features)
+		if err != nil {
+			return met, fmt.Errorf("train: evaluate: %w", err)
+		}
+		pred, err := e.m.Forward(e.g, x)
+		if err != nil {
+			return met, fmt.Errorf("train: evaluate: forward: %w", err)
+		}
+		loss, err := e.g.Loss(e.b.kind, pred, e.b.y)
+		if err != nil {
+			return met, fmt.Errorf("train: evaluate: loss: %w", err)
+		}
+		if err := e.dev.Axpy(float32(rows), loss.Value(), e.acc, 1); err != nil {
+			return met, fmt.Errorf("train: evaluate: %w", err)
+		}
+		if e.truth != nil {
+			if e.out > 1 {
+				if err := e.dev.ArgmaxRows(pred.Value(), rows, e.out, e.pred); err != nil {
+					return met, fmt.Errorf("train: evaluate: %w", err)
+				}
+				if err := e.dev.ReadI32(e.hpred[:rows], e.pred, 0); err != nil {
+					return met, fmt.Errorf("train: evaluate: %w", err)
+				}
+				for j := 0; j < rows; j++ {
+					met.Confusion[e.truth[start+j]][e.hpred[j]]++
+				}
+			} else {
+				if err := e.dev.ReadF32(e.hout[:rows], pred.Value(), 0); err != nil {
+					return met, fmt.Errorf("train: evaluate: %w", err)
+				}
+				for j := 0; j < rows; j++ {
+					p := 0
+					if e.hout[j] > threshold {
+						p = 1
+					}
+					met.Confusion[e.truth[start+j]][p]++
+				}
+			}
+		}
+		e.g.Reset()
+	}
+	var sum [1]float32
+	if err := e.dev.ReadF32(sum[:], e.acc, 0); err != nil {
+		return met, fmt.Errorf("train: evaluate: reading the loss: %w", err)
+	}
+	met.Loss = float64(sum[0]) / float64(n)
+	if math.IsNaN(met.Loss) {
+		return met, fmt.Errorf("train: evaluate: the loss on dataset %q is NaN", ds.Name)
+	}
+	met.finish()
+	return met, nil
+}
+
+func (e *evaluator) free() {
+	if e.g != nil {
+		_ = e.g.Free()
+	}
+	if e.b != nil {
+		_ = e.b.free()
+	}
+	for _, b := range []device.Buffer{e.acc, e.pred} {
+		if b != nil && !b.Freed() {
+			_ = e.dev.Free(b)
+		}
+	}
+}
+
+// Evaluate runs m over the whole of ds in batches of batch rows, in
+// evaluation mode (dropout off, no gradients), and returns its mean loss
+// under loss kind and, for classification, accuracy, the confusion matrix
+// and (two classes) precision, recall and F1. It leaves m in evaluation
+// mode. The trainer and `kiln eval` both use it.
+func Evaluate(dev device.Device, m *nn.Sequential, ds *data.Dataset, loss device.LossKind, batch int) (Metrics, error) {
+	if dev == nil || m == nil {
+		return Metrics{}, fmt.Errorf("train: Evaluate: device and model must not be nil")
+	}
+	e, err := newEvaluator(dev, m, ds, loss, batch)
+	if err != nil {
+		return Metrics{}, err
+	}
+	defer e.free()
+	return e.run()
+}
