@@ -1,0 +1,207 @@
+package nn
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/kilnml/kiln/device"
+)
+
+// LayerKind says what one layer of a Spec is.
+type LayerKind uint8
+
+// The layer kinds a spec can name.
+const (
+	// LinearLayer is y = x·Wᵀ + b with Units outputs.
+	LinearLayer LayerKind = iota + 1
+	// ActivationLayer applies Act (with Alpha for leakyrelu) elementwise.
+	ActivationLayer
+	// SoftmaxLayer is a row-wise softmax over the last axis.
+	SoftmaxLayer
+	// DropoutLayer zeroes inputs with probability P in training mode.
+	DropoutLayer
+)
+
+// LayerSpec is one token of a model spec.
+type LayerSpec struct {
+	Kind  LayerKind
+	Units int               // LinearLayer: output width
+	Act   device.Activation // ActivationLayer
+	Alpha float32           // ActivationLayer with LeakyReLU: negative slope
+	P     float32           // DropoutLayer: drop probability
+}
+
+// Spec is a model architecture written as a string of dash-separated
+// tokens, so that it fits on a command line and in a checkpoint's metadata:
+// the first token is the input width, every later number a Linear layer
+// from the previous width, the others activations, softmax or dropout.
+// "784-256-relu-128-relu-10" is Linear(784,256), ReLU, Linear(256,128),
+// ReLU, Linear(128,10).
+type Spec struct {
+	In     int
+	Layers []LayerSpec
+}
+
+// DefaultLeakySlope is the negative slope of "leakyrelu" without a number,
+// PyTorch's default.
+const DefaultLeakySlope = 0.01
+
+var activationTokens = map[string]device.Activation{
+	"relu": device.ReLU, "tanh": device.Tanh, "sigmoid": device.Sigmoid,
+	"gelu": device.GELU, "gelu_tanh": device.GELUTanh, "identity": device.Identity,
+}
+
+const specHelp = "a width (positive integer), relu, leakyrelu, leakyrelu<slope>, tanh, sigmoid, gelu, gelu_tanh, identity, softmax or drop<p> with 0 ≤ p < 1"
+
+// ParseSpec parses a model spec such as "784-256-relu-128-relu-10",
+// "2-4-tanh-1-sigmoid" or "784-512-relu-drop0.2-10". Tokens are
+// case-insensitive. A bad spec gives an error naming the token, its
+// position and what was expected there.
+func ParseSpec(spec string) (Spec, error) {
+	var s Spec
+	src := strings.TrimSpace(spec)
+	if src == "" {
+		return s, fmt.Errorf("model spec is empty: expected the input width followed by layers, e.g. \"784-256-relu-10\"")
+	}
+	toks := strings.Split(strings.ToLower(src), "-")
+	bad := func(i int, format string, a ...any) error {
+		return fmt.Errorf("model spec %q: token %d %q: %s", spec, i+1, toks[i], fmt.Sprintf(format, a...))
+	}
+	for i, raw := range toks {
+		tok := strings.TrimSpace(raw)
+		toks[i] = tok
+		if tok == "" {
+			return s, bad(i, "empty token (two dashes in a row, or a dash at an end); expected %s", specHelp)
+		}
+		if tok[0] >= '0' && tok[0] <= '9' {
+			n, err := strconv.Atoi(tok)
+			if err != nil || n < 1 {
+				return s, bad(i, "expected a width, a positive integer")
+			}
+			if i == 0 {
+				s.In = n
+			} else {
+				s.Layers = append(s.Layers, LayerSpec{Kind: LinearLayer, Units: n})
+			}
+			continue
+		}
+		if i == 0 {
+			return s, bad(i, "expected the input width (a positive integer) first")
+		}
+		if a, ok := activationTokens[tok]; ok {
+			s.Layers = append(s.Layers, LayerSpec{Kind: ActivationLayer, Act: a})
+			continue
+		}
+		switch {
+		case tok == "softmax":
+			s.Layers = append(s.Layers, LayerSpec{Kind: SoftmaxLayer})
+		case strings.HasPrefix(tok, "leakyrelu"):
+			alpha := float32(DefaultLeakySlope)
+			if rest := tok[len("leakyrelu"):]; rest != "" {
+				v, err := strconv.ParseFloat(rest, 32)
+				if err != nil || v < 0 || v != v {
+					return s, bad(i, "expected leakyrelu or leakyrelu<slope> with a non-negative slope such as leakyrelu0.2")
+				}
+				alpha = float32(v)
+			}
+			s.Layers = append(s.Layers, LayerSpec{Kind: ActivationLayer, Act: device.LeakyReLU, Alpha: alpha})
+		case strings.HasPrefix(tok, "drop"):
+			rest := strings.TrimPrefix(strings.TrimPrefix(tok, "dropout"), "drop")
+			v, err := strconv.ParseFloat(rest, 32)
+			if rest == "" || err != nil || !(v >= 0 && v < 1) {
+				return s, bad(i, "expected drop<p> with a probability 0 ≤ p < 1, such as drop0.2")
+			}
+			s.Layers = append(s.Layers, LayerSpec{Kind: DropoutLayer, P: float32(v)})
+		default:
+			return s, bad(i, "unknown layer; expected %s", specHelp)
+		}
+	}
+	if len(s.Layers) == 0 {
+		return s, fmt.Errorf("model spec %q: no layers after the input width %d; expected e.g. %q", spec, s.In, src+"-10")
+	}
+	return s, nil
+}
+
+// MustParseSpec is ParseSpec for specs fixed in source code (tests,
+// examples); it panics on a bad spec, as regexp.MustCompile does.
+func MustParseSpec(spec string) Spec {
+	s, err := ParseSpec(spec)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// String writes the spec back in the form ParseSpec reads; parsing the
+// result gives the same Spec.
+func (s Spec) String() string {
+	var b strings.Builder
+	b.WriteString(strconv.Itoa(s.In))
+	for _, l := range s.Layers {
+		b.WriteByte('-')
+		b.WriteString(l.String())
+	}
+	return b.String()
+}
+
+// String is the layer's spec token.
+func (l LayerSpec) String() string {
+	switch l.Kind {
+	case LinearLayer:
+		return strconv.Itoa(l.Units)
+	case ActivationLayer:
+		if l.Act == device.LeakyReLU && l.Alpha != DefaultLeakySlope {
+			return "leakyrelu" + strconv.FormatFloat(float64(l.Alpha), 'g', -1, 32)
+		}
+		return l.Act.String()
+	case SoftmaxLayer:
+		return "softmax"
+	case DropoutLayer:
+		return "drop" + strconv.FormatFloat(float64(l.P), 'g', -1, 32)
+	}
+	return fmt.Sprintf("LayerKind(%d)", uint8(l.Kind))
+}
+
+// Validate checks a Spec built in code rather than parsed: widths ≥ 1,
+// known activations, dropout 0 ≤ p < 1.
+func (s Spec) Validate() error {
+	if s.In < 1 {
+		return fmt.Errorf("model spec %s: input width %d, expected ≥ 1", s, s.In)
+	}
+	if len(s.Layers) == 0 {
+		return fmt.Errorf("model spec %s: no layers", s)
+	}
+	for i, l := range s.Layers {
+		switch l.Kind {
+		case LinearLayer:
+			if l.Units < 1 {
+				return fmt.Errorf("model spec %s: layer %d: width %d, expected ≥ 1", s, i, l.Units)
+			}
+		case ActivationLayer:
+			if l.Act < device.Identity || l.Act > device.GELUTanh {
+				return fmt.Errorf("model spec %s: layer %d: unknown activation %d", s, i, l.Act)
+			}
+		case SoftmaxLayer:
+		case DropoutLayer:
+			if !(l.P >= 0 && l.P < 1) {
+				return fmt.Errorf("model spec %s: layer %d: dropout p = %v, expected 0 ≤ p < 1", s, i, l.P)
+			}
+		default:
+			return fmt.Errorf("model spec %s: layer %d: unknown kind %d", s, i, l.Kind)
+		}
+	}
+	return nil
+}
+
+// Out is the width of the model's output: the last Linear's units, or the
+// input width when there is no Linear layer.
+func (s Spec) Out() int {
+	w := s.In
+	for _, l := range s.Layers {
+		if l.Kind == LinearLayer {
+			w = l.Units
+		}
+	}
+	return w
+}
