@@ -151,6 +151,7 @@ type Device interface {
 	// AddBias adds bias[j] to x[i,j] in place for a rows×cols x.
 	AddBias(x, bias Buffer, rows, cols int) error
 	// BiasGrad sets db = beta·db + Σ_i dy[i,:] (column sums of rows×cols dy).
+	// When beta is 0, db is not read.
 	BiasGrad(db, dy Buffer, rows, cols int, beta float32) error
 
 	// Activate sets y = f(x) over n elements; y may be x.
@@ -178,7 +179,8 @@ type Device interface {
 	// SoftmaxCrossEntropy.
 	Loss(kind LossKind, pred, target Buffer, rows, cols int, loss, grad Buffer) error
 
-	// Sum sets out[0] = beta·out[0] + Σ x over n elements.
+	// Sum sets out[0] = beta·out[0] + Σ x over n elements. Here and in
+	// SumSquares, when beta is 0 out is not read (NaN in it does not leak).
 	Sum(x Buffer, n int, out Buffer, beta float32) error
 	// SumSquares sets out[0] = beta·out[0] + Σ x² over n elements: with
 	// beta 1 it accumulates a global norm over several buffers.

@@ -49,4 +49,4 @@ phase "summary"
 pass=$(grep -c -- '--- PASS' "$out/tests.log"); fail=$(grep -c -- '--- FAIL' "$out/tests.log")
 echo "tests: exit $test_rc, $pass passed, $fail failed (subtests included); benchmarks exit $bench_rc"
 grep -E -- '--- FAIL' "$out/tests.log" | head -30
-if [ -f "$here/summary.py" ]; then python3 "$here/summary.py" "$out"; fi
+python3 "$here/gpu_summary.py" "$out"

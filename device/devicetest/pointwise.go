@@ -385,9 +385,9 @@ func (s *suite) testBiasGrad(t *testing.T) {
 				dy := uniform(r, rows*cols, -1, 1)
 				db0 := uniform(r, cols, -1, 1)
 				if beta == 0 {
-					// Must be overwritten. The contract does not say that
-					// beta 0 skips reading db, so the poison is finite.
-					db0 = filled(cols, sentinel)
+					// Must be overwritten, and beta 0 means db is not
+					// read: NaN must not leak.
+					db0 = filled(cols, nan)
 				}
 				bdy, bdb := s.upload(t, dy), s.upload(t, db0)
 				do(t, "BiasGrad", func() error { return s.dev.BiasGrad(bdb, bdy, rows, cols, beta) })
