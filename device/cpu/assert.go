@@ -1,0 +1,5 @@
+package cpu
+
+import "github.com/kilnml/kiln/device"
+
+var _ device.Device = (*Device)(nil)
