@@ -22,6 +22,13 @@ lib=$(ldconfig -p 2>/dev/null | awk '/libcuda\.so\.1/{print $NF; exit}')
 export LD_LIBRARY_PATH=$(dirname "$lib")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 echo "libcuda: $lib"
 
+phase "kiln version, devices, and a training run through the command"
+"$here/kiln" version
+"$here/kiln" devices
+timeout 60 "$here/kiln" train --device cuda --progress lines >"$out/train-digits.log" 2>&1
+train_rc=$?
+tail -3 "$out/train-digits.log"
+
 phase "conformance and parity tests"
 (cd "$here" && timeout 180 ./cuda.test -test.v -test.count=1 -test.timeout=170s) >"$out/tests.log" 2>&1
 test_rc=$?
@@ -47,6 +54,6 @@ cat "$out/torch.jsonl"; tail -5 "$out/torch.err"
 
 phase "summary"
 pass=$(grep -c -- '--- PASS' "$out/tests.log"); fail=$(grep -c -- '--- FAIL' "$out/tests.log")
-echo "tests: exit $test_rc, $pass passed, $fail failed (subtests included); benchmarks exit $bench_rc"
+echo "tests: exit $test_rc, $pass passed, $fail failed (subtests included); benchmarks exit $bench_rc; kiln train --device cuda exit $train_rc"
 grep -E -- '--- FAIL' "$out/tests.log" | head -30
 python3 "$here/gpu_summary.py" "$out"
