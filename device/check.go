@@ -51,3 +51,64 @@ func CheckAll(errs ...error) error {
 	}
 	return nil
 }
+
+// CheckStep checks an optimizer step count, which counts from 1.
+func CheckStep(op string, step int) error {
+	if step < 1 {
+		return Errorf(op, "step", ErrInvalid, "expected step ≥ 1 (steps count from 1), got %d", step)
+	}
+	return nil
+}
+
+// Check returns an ErrInvalid error naming the first hyperparameter that
+// torch.optim.SGD would also reject.
+func (c SGDConfig) Check(op string) error {
+	switch {
+	case !(c.LR >= 0):
+		return Errorf(op, "cfg.LR", ErrInvalid, "expected a learning rate ≥ 0, got %g", c.LR)
+	case !(c.Momentum >= 0):
+		return Errorf(op, "cfg.Momentum", ErrInvalid, "expected momentum ≥ 0, got %g", c.Momentum)
+	case !(c.WeightDecay >= 0):
+		return Errorf(op, "cfg.WeightDecay", ErrInvalid, "expected weight decay ≥ 0, got %g", c.WeightDecay)
+	case c.Nesterov && (c.Momentum <= 0 || c.Dampening != 0):
+		return Errorf(op, "cfg.Nesterov", ErrInvalid,
+			"Nesterov momentum requires momentum > 0 and dampening 0, got momentum %g, dampening %g", c.Momentum, c.Dampening)
+	}
+	return nil
+}
+
+// Check returns an ErrInvalid error naming the first hyperparameter that
+// torch.optim.Adam would also reject.
+func (c AdamConfig) Check(op string) error {
+	switch {
+	case !(c.LR >= 0):
+		return Errorf(op, "cfg.LR", ErrInvalid, "expected a learning rate ≥ 0, got %g", c.LR)
+	case !(c.Beta1 >= 0 && c.Beta1 < 1):
+		return Errorf(op, "cfg.Beta1", ErrInvalid, "expected 0 ≤ beta1 < 1, got %g", c.Beta1)
+	case !(c.Beta2 >= 0 && c.Beta2 < 1):
+		return Errorf(op, "cfg.Beta2", ErrInvalid, "expected 0 ≤ beta2 < 1, got %g", c.Beta2)
+	case !(c.Eps >= 0):
+		return Errorf(op, "cfg.Eps", ErrInvalid, "expected eps ≥ 0, got %g", c.Eps)
+	case !(c.WeightDecay >= 0):
+		return Errorf(op, "cfg.WeightDecay", ErrInvalid, "expected weight decay ≥ 0, got %g", c.WeightDecay)
+	}
+	return nil
+}
+
+// Check returns an ErrInvalid error unless a is one of the activations
+// every backend implements.
+func (a Activation) Check(op string) error {
+	if a < Identity || a > GELUTanh {
+		return Errorf(op, "act", ErrInvalid, "expected an activation from identity to gelu_tanh, got %d", uint8(a))
+	}
+	return nil
+}
+
+// Check returns an ErrInvalid error unless l is one of the losses every
+// backend implements.
+func (l LossKind) Check(op string) error {
+	if l < MSE || l > SoftmaxCrossEntropy {
+		return Errorf(op, "kind", ErrInvalid, "expected a loss from mse to cross_entropy, got %d", uint8(l))
+	}
+	return nil
+}

@@ -13,8 +13,8 @@ func (d *Device) Loss(kind device.LossKind, pred, target device.Buffer, rows, co
 	if d.closed {
 		return errClosed(op)
 	}
-	if kind < device.MSE || kind > device.SoftmaxCrossEntropy {
-		return device.Errorf(op, "kind", device.ErrInvalid, "expected a loss from mse to cross_entropy, got %d", uint8(kind))
+	if err := kind.Check(op); err != nil {
+		return err
 	}
 	if rows < 1 || cols < 1 {
 		return device.CheckDims(op, "rows", rows, "cols", cols)

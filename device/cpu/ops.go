@@ -198,13 +198,6 @@ func (d *Device) BiasGrad(db, dy device.Buffer, rows, cols int, beta float32) er
 	return nil
 }
 
-func validAct(op string, act device.Activation) error {
-	if act < device.Identity || act > device.GELUTanh {
-		return device.Errorf(op, "act", device.ErrInvalid, "expected an activation from identity to gelu_tanh, got %d", uint8(act))
-	}
-	return nil
-}
-
 func actGrain(act device.Activation) int {
 	switch act {
 	case device.Identity, device.ReLU, device.LeakyReLU:
@@ -219,7 +212,7 @@ func (d *Device) Activate(act device.Activation, alpha float32, x, y device.Buff
 	if d.closed {
 		return errClosed(op)
 	}
-	if err := validAct(op, act); err != nil {
+	if err := act.Check(op); err != nil {
 		return err
 	}
 	if n < 1 {
@@ -247,7 +240,7 @@ func (d *Device) ActivateGrad(act device.Activation, alpha float32, x, y, dy, dx
 	if d.closed {
 		return errClosed(op)
 	}
-	if err := validAct(op, act); err != nil {
+	if err := act.Check(op); err != nil {
 		return err
 	}
 	if n < 1 {

@@ -11,9 +11,6 @@ import (
 // processor has it; tests switch it off to check the portable loop.
 var useAVX2 = simd.HasAdam
 
-// nonNeg reports whether v is a number ≥ 0 (false for NaN).
-func nonNeg(v float32) bool { return v >= 0 }
-
 // SGDStep is one torch.optim.SGD update:
 // g' = g + wd·p; v = g' on step 1, else μv + (1−dampening)g';
 // g' = g' + μv (Nesterov) or v; p −= lr·g'. g itself is not changed.
@@ -25,19 +22,11 @@ func (d *Device) SGDStep(p, g, v device.Buffer, n int, cfg device.SGDConfig, ste
 	if n < 1 {
 		return device.CheckDims(op, "n", n)
 	}
-	if step < 1 {
-		return device.Errorf(op, "step", device.ErrInvalid, "expected step ≥ 1 (steps count from 1), got %d", step)
+	if err := device.CheckStep(op, step); err != nil {
+		return err
 	}
-	switch {
-	case !nonNeg(cfg.LR):
-		return device.Errorf(op, "cfg.LR", device.ErrInvalid, "expected a learning rate ≥ 0, got %g", cfg.LR)
-	case !nonNeg(cfg.Momentum):
-		return device.Errorf(op, "cfg.Momentum", device.ErrInvalid, "expected momentum ≥ 0, got %g", cfg.Momentum)
-	case !nonNeg(cfg.WeightDecay):
-		return device.Errorf(op, "cfg.WeightDecay", device.ErrInvalid, "expected weight decay ≥ 0, got %g", cfg.WeightDecay)
-	case cfg.Nesterov && (cfg.Momentum <= 0 || cfg.Dampening != 0):
-		return device.Errorf(op, "cfg.Nesterov", device.ErrInvalid,
-			"Nesterov momentum requires momentum > 0 and dampening 0, got momentum %g, dampening %g", cfg.Momentum, cfg.Dampening)
+	if err := cfg.Check(op); err != nil {
+		return err
 	}
 	pf, err := d.f32(op, "p", p, n)
 	if err != nil {
@@ -131,20 +120,11 @@ func (d *Device) AdamStep(p, g, m, v device.Buffer, n int, cfg device.AdamConfig
 	if n < 1 {
 		return device.CheckDims(op, "n", n)
 	}
-	if step < 1 {
-		return device.Errorf(op, "step", device.ErrInvalid, "expected step ≥ 1 (steps count from 1), got %d", step)
+	if err := device.CheckStep(op, step); err != nil {
+		return err
 	}
-	switch {
-	case !nonNeg(cfg.LR):
-		return device.Errorf(op, "cfg.LR", device.ErrInvalid, "expected a learning rate ≥ 0, got %g", cfg.LR)
-	case !(cfg.Beta1 >= 0 && cfg.Beta1 < 1):
-		return device.Errorf(op, "cfg.Beta1", device.ErrInvalid, "expected 0 ≤ beta1 < 1, got %g", cfg.Beta1)
-	case !(cfg.Beta2 >= 0 && cfg.Beta2 < 1):
-		return device.Errorf(op, "cfg.Beta2", device.ErrInvalid, "expected 0 ≤ beta2 < 1, got %g", cfg.Beta2)
-	case !nonNeg(cfg.Eps):
-		return device.Errorf(op, "cfg.Eps", device.ErrInvalid, "expected eps ≥ 0, got %g", cfg.Eps)
-	case !nonNeg(cfg.WeightDecay):
-		return device.Errorf(op, "cfg.WeightDecay", device.ErrInvalid, "expected weight decay ≥ 0, got %g", cfg.WeightDecay)
+	if err := cfg.Check(op); err != nil {
+		return err
 	}
 	pf, err := d.f32(op, "p", p, n)
 	if err != nil {

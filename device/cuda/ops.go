@@ -207,20 +207,13 @@ func (d *Device) BiasGrad(db, dy device.Buffer, rows, cols int, beta float32) er
 // ---------------------------------------------------------------------------
 // Activations
 
-func validAct(op string, act device.Activation) error {
-	if act < device.Identity || act > device.GELUTanh {
-		return device.Errorf(op, "act", device.ErrInvalid, "expected an activation from identity to gelu_tanh, got %d", uint8(act))
-	}
-	return nil
-}
-
 // Activate sets y = f(x) over n elements; y may be x.
 func (d *Device) Activate(act device.Activation, alpha float32, x, y device.Buffer, n int) error {
 	const op = "Activate"
 	if d.closed {
 		return d.errClosed(op)
 	}
-	if err := validAct(op, act); err != nil {
+	if err := act.Check(op); err != nil {
 		return err
 	}
 	if n < 1 {
@@ -248,7 +241,7 @@ func (d *Device) ActivateGrad(act device.Activation, alpha float32, x, y, dy, dx
 	if d.closed {
 		return d.errClosed(op)
 	}
-	if err := validAct(op, act); err != nil {
+	if err := act.Check(op); err != nil {
 		return err
 	}
 	if n < 1 {
@@ -477,8 +470,8 @@ func (d *Device) Loss(kind device.LossKind, pred, target device.Buffer, rows, co
 	if d.closed {
 		return d.errClosed(op)
 	}
-	if kind < device.MSE || kind > device.SoftmaxCrossEntropy {
-		return device.Errorf(op, "kind", device.ErrInvalid, "expected a loss from mse to cross_entropy, got %d", uint8(kind))
+	if err := kind.Check(op); err != nil {
+		return err
 	}
 	if rows < 1 || cols < 1 {
 		return device.CheckDims(op, "rows", rows, "cols", cols)
@@ -672,8 +665,6 @@ func (d *Device) ArgmaxRows(x device.Buffer, rows, cols int, out device.Buffer) 
 // ---------------------------------------------------------------------------
 // Optimizers
 
-func nonNeg(v float32) bool { return v >= 0 }
-
 // SGDStep is one torch.optim.SGD update (see device.SGDConfig and
 // kernels/optim.cu).
 func (d *Device) SGDStep(pp, g, v device.Buffer, n int, cfg device.SGDConfig, step int) error {
@@ -684,19 +675,11 @@ func (d *Device) SGDStep(pp, g, v device.Buffer, n int, cfg device.SGDConfig, st
 	if n < 1 {
 		return device.CheckDims(op, "n", n)
 	}
-	if step < 1 {
-		return device.Errorf(op, "step", device.ErrInvalid, "expected step ≥ 1 (steps count from 1), got %d", step)
+	if err := device.CheckStep(op, step); err != nil {
+		return err
 	}
-	switch {
-	case !nonNeg(cfg.LR):
-		return device.Errorf(op, "cfg.LR", device.ErrInvalid, "expected a learning rate ≥ 0, got %g", cfg.LR)
-	case !nonNeg(cfg.Momentum):
-		return device.Errorf(op, "cfg.Momentum", device.ErrInvalid, "expected momentum ≥ 0, got %g", cfg.Momentum)
-	case !nonNeg(cfg.WeightDecay):
-		return device.Errorf(op, "cfg.WeightDecay", device.ErrInvalid, "expected weight decay ≥ 0, got %g", cfg.WeightDecay)
-	case cfg.Nesterov && (cfg.Momentum <= 0 || cfg.Dampening != 0):
-		return device.Errorf(op, "cfg.Nesterov", device.ErrInvalid,
-			"Nesterov momentum requires momentum > 0 and dampening 0, got momentum %g, dampening %g", cfg.Momentum, cfg.Dampening)
+	if err := cfg.Check(op); err != nil {
+		return err
 	}
 	pb, err := d.f32(op, "p", pp, n)
 	if err != nil {
@@ -732,20 +715,11 @@ func (d *Device) AdamStep(pp, g, m, v device.Buffer, n int, cfg device.AdamConfi
 	if n < 1 {
 		return device.CheckDims(op, "n", n)
 	}
-	if step < 1 {
-		return device.Errorf(op, "step", device.ErrInvalid, "expected step ≥ 1 (steps count from 1), got %d", step)
+	if err := device.CheckStep(op, step); err != nil {
+		return err
 	}
-	switch {
-	case !nonNeg(cfg.LR):
-		return device.Errorf(op, "cfg.LR", device.ErrInvalid, "expected a learning rate ≥ 0, got %g", cfg.LR)
-	case !(cfg.Beta1 >= 0 && cfg.Beta1 < 1):
-		return device.Errorf(op, "cfg.Beta1", device.ErrInvalid, "expected 0 ≤ beta1 < 1, got %g", cfg.Beta1)
-	case !(cfg.Beta2 >= 0 && cfg.Beta2 < 1):
-		return device.Errorf(op, "cfg.Beta2", device.ErrInvalid, "expected 0 ≤ beta2 < 1, got %g", cfg.Beta2)
-	case !nonNeg(cfg.Eps):
-		return device.Errorf(op, "cfg.Eps", device.ErrInvalid, "expected eps ≥ 0, got %g", cfg.Eps)
-	case !nonNeg(cfg.WeightDecay):
-		return device.Errorf(op, "cfg.WeightDecay", device.ErrInvalid, "expected weight decay ≥ 0, got %g", cfg.WeightDecay)
+	if err := cfg.Check(op); err != nil {
+		return err
 	}
 	pb, err := d.f32(op, "p", pp, n)
 	if err != nil {
