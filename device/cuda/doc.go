@@ -24,9 +24,12 @@
 //   - Kernels: kernels/*.cu compiled to PTX for compute_70 and compute_80,
 //     embedded, JIT-compiled by the driver at Open. Reductions are
 //     deterministic (per-block partials in a per-device workspace, then one
-//     block; no float atomics). Elementwise and optimizer kernels round each
-//     operation as the CPU backend does, so the two agree bit for bit;
-//     transcendentals run in float64 as on the CPU.
+//     block; no float atomics). Elementwise and SGD kernels round each
+//     operation as the CPU backend does, so the two agree bit for bit; Adam
+//     runs in float64 as the CPU's portable loop does (bit for bit with it),
+//     but the CPU backend's AVX2/FMA float32 Adam kernel, used on x86-64,
+//     differs from it by an ulp or two; transcendentals run in float64 as
+//     on the CPU.
 //   - TF32: off by default; SetAllowTF32(true) lets Gemm use tensor cores
 //     on compute capability 8.0 and newer.
 //

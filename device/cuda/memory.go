@@ -207,7 +207,13 @@ func (d *Device) Copy(dst, src device.Buffer, n int) error {
 		device.CheckBuf(d, op, "src", src, db.dt, n)); err != nil {
 		return err
 	}
-	sb := src.(*buffer)
+	// CheckBuf compared src.Device() with d; own also checks that src is
+	// this package's buffer, so a foreign type claiming to be d's is an
+	// error, not a panic.
+	sb, err := d.own(op, "src", src)
+	if err != nil {
+		return err
+	}
 	if err := d.enter(); err != nil {
 		return err
 	}

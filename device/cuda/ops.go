@@ -78,9 +78,16 @@ func (d *Device) Gemm(transA, transB bool, m, n, k int, alpha float32, a, b devi
 		return err
 	}
 	const lim = math.MaxInt32
-	if m > lim/k || k > lim/n || m > lim/n || (m+127)/128 > 65535 {
+	if m > lim/k || k > lim/n || m > lim/n {
 		return device.Errorf(op, "", device.ErrInvalid,
 			"m·k, k·n and m·n must each fit in an int32 for the CUDA kernels, got m=%d n=%d k=%d", m, n, k)
+	}
+	// gridDim.y counts 128-row tiles (64-row tiles only in the small
+	// kernel, which PlanGemm picks for fewer than 128×128-tile outputs, so
+	// far below this limit).
+	if (m+127)/128 > 65535 {
+		return device.Errorf(op, "m", device.ErrInvalid,
+			"the CUDA GEMM takes at most 65535·128 = %d rows of C, got m=%d", 65535*128, m)
 	}
 	return d.run(func() error {
 		if alpha == 0 {
