@@ -82,11 +82,11 @@ func List() ([]Info, error) {
 func Open(spec string) (Device, error) {
 	spec = strings.TrimSpace(strings.ToLower(spec))
 	if spec == "auto" || spec == "" {
+		// Open directly rather than listing first: listing a GPU's memory
+		// creates and destroys a context, which Open would then redo.
 		if b, ok := lookup("cuda"); ok {
-			if infos, err := b.Devices(); err == nil && len(infos) > 0 {
-				if d, err := b.Open(0); err == nil {
-					return d, nil
-				}
+			if d, err := b.Open(0); err == nil {
+				return d, nil
 			}
 		}
 		spec = "cpu"
@@ -108,15 +108,20 @@ func Open(spec string) (Device, error) {
 		}
 		return nil, fmt.Errorf("device spec %q: %w; valid specs: %s", spec, ErrUnknownDevice, validSpecs())
 	}
+	d, openErr := b.Open(idx)
+	if openErr == nil {
+		return d, nil
+	}
+	// Only on failure list the devices, to say which indices exist.
 	infos, err := b.Devices()
 	if err != nil {
-		return nil, fmt.Errorf("device spec %q: %w", spec, err)
+		return nil, fmt.Errorf("device spec %q: %w", spec, openErr)
 	}
 	if idx >= len(infos) {
 		return nil, fmt.Errorf("device spec %q: %w: %s has %d device(s); valid specs: %s",
 			spec, ErrUnknownDevice, name, len(infos), validSpecs())
 	}
-	return b.Open(idx)
+	return nil, fmt.Errorf("device spec %q: %w", spec, openErr)
 }
 
 func validSpecs() string {
