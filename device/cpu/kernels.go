@@ -5,6 +5,7 @@ import (
 	"unsafe"
 
 	"github.com/kilnml/kiln/device"
+	"github.com/kilnml/kiln/device/cpu/internal/simd"
 )
 
 // ewGrain is the number of elements from which an elementwise kernel is
@@ -91,29 +92,46 @@ func (k *kern) run(chunk, lo, hi int) {
 	switch k.op {
 	case opAdd:
 		a, b, c := k.a[lo:hi], k.b[lo:hi], k.c[lo:hi]
-		for i := range c {
-			c[i] = a[i] + b[i]
+		if h, m, nt := vecSpan(c, len(k.c)); m > 0 {
+			addLoop(c[:h], a, b)
+			simd.Add(c[h:h+m], a[h:], b[h:], nt)
+			a, b, c = a[h+m:], b[h+m:], c[h+m:]
 		}
+		addLoop(c, a, b)
 	case opSub:
 		a, b, c := k.a[lo:hi], k.b[lo:hi], k.c[lo:hi]
-		for i := range c {
-			c[i] = a[i] - b[i]
+		if h, m, nt := vecSpan(c, len(k.c)); m > 0 {
+			subLoop(c[:h], a, b)
+			simd.Sub(c[h:h+m], a[h:], b[h:], nt)
+			a, b, c = a[h+m:], b[h+m:], c[h+m:]
 		}
+		subLoop(c, a, b)
 	case opMul:
 		a, b, c := k.a[lo:hi], k.b[lo:hi], k.c[lo:hi]
-		for i := range c {
-			c[i] = a[i] * b[i]
+		if h, m, nt := vecSpan(c, len(k.c)); m > 0 {
+			mulLoop(c[:h], a, b)
+			simd.Mul(c[h:h+m], a[h:], b[h:], nt)
+			a, b, c = a[h+m:], b[h+m:], c[h+m:]
 		}
+		mulLoop(c, a, b)
 	case opScale:
 		a, c, s := k.a[lo:hi], k.c[lo:hi], k.s0
-		for i := range c {
-			c[i] = s * a[i]
+		// A NaN factor stays on the portable loop: which of two NaNs
+		// survives s·x depends on how the compiler orders the operands.
+		if h, m, nt := vecSpan(c, len(k.c)); m > 0 && s == s {
+			scaleLoop(c[:h], a, s)
+			simd.Scale(c[h:h+m], a[h:], s, nt)
+			a, c = a[h+m:], c[h+m:]
 		}
+		scaleLoop(c, a, s)
 	case opAxpy:
 		x, y, s := k.a[lo:hi], k.b[lo:hi], k.s0
-		for i := range y {
-			y[i] += s * x[i]
+		if h, m, nt := vecSpan(y, len(k.b)); m > 0 && s == s { // NaN s: as Scale
+			axpyLoop(y[:h], x, s)
+			simd.Axpy(y[h:h+m], x[h:], s, nt)
+			x, y = x[h+m:], y[h+m:]
 		}
+		axpyLoop(y, x, s)
 	case opFill:
 		a, v := k.a[lo:hi], k.s0
 		if v == 0 {
@@ -126,7 +144,7 @@ func (k *kern) run(chunk, lo, hi int) {
 	case opCopy:
 		copy(k.c[lo:hi], k.a[lo:hi])
 	case opAct:
-		activate(k.act, k.s0, k.a[lo:hi], k.c[lo:hi])
+		activate(k.act, k.s0, k.a[lo:hi], k.c[lo:hi], len(k.c))
 	case opActGrad:
 		var x, y []float32
 		if k.a != nil {
@@ -135,7 +153,7 @@ func (k *kern) run(chunk, lo, hi int) {
 		if k.b != nil {
 			y = k.b[lo:hi]
 		}
-		activateGrad(k.act, k.s0, x, y, k.c[lo:hi], k.e[lo:hi])
+		activateGrad(k.act, k.s0, x, y, k.c[lo:hi], k.e[lo:hi], len(k.e))
 	case opSum:
 		k.part[chunk] = sum64(k.a[lo:hi])
 	case opSumSq:
@@ -158,6 +176,73 @@ func (k *kern) run(chunk, lo, hi int) {
 		argmaxRows(k.a, k.lab, k.cols, lo, hi)
 	case opLoss:
 		k.part[chunk] = k.lossRows(lo, hi)
+	}
+}
+
+// useAVX2EW selects the AVX2 elementwise kernels of internal/simd (Add,
+// Sub, Mul, Scale, Axpy, ReLU and leaky ReLU with their gradients) where
+// the processor has AVX2, as useAVX2 selects the Adam kernel; under the
+// purego tag, and on other processors, the portable loops run. Tests
+// switch it off to compare the two bit for bit.
+var useAVX2EW = simd.HasAVX2
+
+// ntMin is the destination length (elements, the whole call's) from
+// which the vector kernels write with non-temporal stores: three arrays
+// of 2M float32 (24 MiB) no longer stay in a 32 MiB L3 shared with other
+// work, and streaming saves the write-allocate read of every destination
+// line. Below it the result stays in cache for the next kernel. A
+// variable so tests can exercise both paths on small arrays.
+var ntMin = 1 << 21
+
+// vecSpan splits a chunk's destination c (of a call whose destination
+// holds total elements) for the vector kernels: c[:h] and c[h+m:] run in
+// the portable loop, c[h:h+m] in the vector kernel (m a multiple of 8,
+// 0 when the kernels are off), with non-temporal stores when nt.
+func vecSpan(c []float32, total int) (h, m int, nt bool) {
+	if !useAVX2EW || len(c) < 8 {
+		return 0, 0, false
+	}
+	return simd.Span(c, total >= ntMin)
+}
+
+// The portable elementwise loops. Each also runs the head and tail
+// around the vector kernel's part, so the two paths agree bit for bit.
+
+func addLoop(c, a, b []float32) {
+	a, b = a[:len(c)], b[:len(c)]
+	for i := range c {
+		c[i] = a[i] + b[i]
+	}
+}
+
+func subLoop(c, a, b []float32) {
+	a, b = a[:len(c)], b[:len(c)]
+	for i := range c {
+		c[i] = a[i] - b[i]
+	}
+}
+
+func mulLoop(c, a, b []float32) {
+	a, b = a[:len(c)], b[:len(c)]
+	for i := range c {
+		c[i] = a[i] * b[i]
+	}
+}
+
+func scaleLoop(c, a []float32, s float32) {
+	a = a[:len(c)]
+	for i := range c {
+		c[i] = s * a[i]
+	}
+}
+
+func axpyLoop(y, x []float32, s float32) {
+	x = x[:len(y)]
+	for i := range y {
+		// The conversion rounds the product on its own: without it a
+		// GOAMD64=v3 build would fuse the multiply-add (one rounding) and
+		// disagree with the vector kernel and with other builds.
+		y[i] += float32(s * x[i])
 	}
 }
 
@@ -318,27 +403,61 @@ func sigmoid64(x float64) float64 {
 	return e / (1 + e)
 }
 
-func activate(act device.Activation, alpha float32, x, y []float32) {
+// reluLoop sets y = relu(x) for the len(x) elements of x. Branch-free on
+// the sign bit: real activations have random signs, which a branch would
+// mispredict half the time. NaN stays NaN (as torch.relu) unless its
+// sign bit is set. The loop runs on the bit patterns (bitsOf), which
+// keeps it in integer registers: no moves between the float and integer
+// units.
+func reluLoop(x, y []float32) {
+	xu, yu := bitsOf(x), bitsOf(y[:len(x)])
+	for i, u := range xu {
+		yu[i] = u &^ negMask(u)
+	}
+}
+
+// reluGradLoop sets dx = dy where src > 0 (posMask), else +0, for the
+// len(dy) elements of dy.
+func reluGradLoop(src, dy, dx []float32) {
+	su, gu, du := bitsOf(src[:len(dy)]), bitsOf(dy), bitsOf(dx[:len(dy)])
+	for i, g := range gu {
+		du[i] = g & posMask(su[i])
+	}
+}
+
+// leakyLoop sets dst = v where x > 0 (posMask), else alpha·v, for the
+// len(v) elements of v: leaky ReLU with v = x, its gradient with v = dy.
+func leakyLoop(alpha float32, x, v, dst []float32) {
+	x, dst = x[:len(v)], dst[:len(v)]
+	for i, g := range v {
+		m := posMask(math.Float32bits(x[i]))
+		dst[i] = math.Float32frombits(math.Float32bits(g)&m | math.Float32bits(alpha*g)&^m)
+	}
+}
+
+func activate(act device.Activation, alpha float32, x, y []float32, total int) {
 	y = y[:len(x)]
 	switch act {
 	case device.Identity:
 		copy(y, x)
 	case device.ReLU:
-		// Branch-free on the sign bit: real activations have random signs,
-		// which a branch would mispredict half the time. NaN stays NaN
-		// (as torch.relu) unless its sign bit is set.
-		// The loop runs on the bit patterns (bitsOf), which keeps it in
-		// integer registers: no moves between the float and integer units.
-		xu, yu := bitsOf(x), bitsOf(y)
-		for i, u := range xu {
-			yu[i] = u &^ negMask(u)
+		if h, m, nt := vecSpan(y, total); m > 0 {
+			// The AVX2 kernel computes x where x > 0, else +0, on the
+			// bits: the same result as the loop below for every input.
+			reluLoop(x[:h], y)
+			simd.MaskPos(y[h:h+m], x[h:], x[h:], nt)
+			x, y = x[h+m:], y[h+m:]
 		}
+		reluLoop(x, y)
 	case device.LeakyReLU:
-		for i, v := range x {
-			u := math.Float32bits(v)
-			m := posMask(u)
-			y[i] = math.Float32frombits(u&m | math.Float32bits(alpha*v)&^m)
+		// A NaN alpha stays on the portable loop, as a NaN factor of
+		// Scale does.
+		if h, m, nt := vecSpan(y, total); m > 0 && alpha == alpha {
+			leakyLoop(alpha, x, x[:h], y)
+			simd.Leaky(y[h:h+m], x[h:], x[h:], alpha, nt)
+			x, y = x[h+m:], y[h+m:]
 		}
+		leakyLoop(alpha, x, x, y)
 	case device.Tanh:
 		for i, v := range x {
 			y[i] = float32(math.Tanh(float64(v)))
@@ -362,7 +481,7 @@ func activate(act device.Activation, alpha float32, x, y []float32) {
 
 // activateGrad sets dx = dy·f'(x). x or y may be nil when the function
 // does not need it (the caller has checked which is present).
-func activateGrad(act device.Activation, alpha float32, x, y, dy, dx []float32) {
+func activateGrad(act device.Activation, alpha float32, x, y, dy, dx []float32, total int) {
 	dx = dx[:len(dy)]
 	switch act {
 	case device.Identity:
@@ -372,16 +491,21 @@ func activateGrad(act device.Activation, alpha float32, x, y, dy, dx []float32) 
 		if src == nil {
 			src = y
 		}
-		su, gu, du := bitsOf(src[:len(dy)]), bitsOf(dy), bitsOf(dx)
-		for i, g := range gu {
-			du[i] = g & posMask(su[i])
+		src = src[:len(dy)]
+		if h, m, nt := vecSpan(dx, total); m > 0 {
+			reluGradLoop(src, dy[:h], dx)
+			simd.MaskPos(dx[h:h+m], src[h:], dy[h:], nt)
+			src, dy, dx = src[h+m:], dy[h+m:], dx[h+m:]
 		}
+		reluGradLoop(src, dy, dx)
 	case device.LeakyReLU:
 		x = x[:len(dy)]
-		for i, g := range dy {
-			m := posMask(math.Float32bits(x[i]))
-			dx[i] = math.Float32frombits(math.Float32bits(g)&m | math.Float32bits(alpha*g)&^m)
+		if h, m, nt := vecSpan(dx, total); m > 0 && alpha == alpha {
+			leakyLoop(alpha, x, dy[:h], dx)
+			simd.Leaky(dx[h:h+m], x[h:], dy[h:], alpha, nt)
+			x, dy, dx = x[h+m:], dy[h+m:], dx[h+m:]
 		}
+		leakyLoop(alpha, x, dy, dx)
 	case device.Tanh:
 		if y != nil {
 			y = y[:len(dy)]
