@@ -142,16 +142,10 @@ func (d *Device) AdamStep(p, g, m, v device.Buffer, n int, cfg device.AdamConfig
 	if err != nil {
 		return err
 	}
-	t := float64(step)
-	lr := float64(cfg.LR)
-	bc1 := 1 - math.Pow(float64(cfg.Beta1), t)
-	bc2 := 1 - math.Pow(float64(cfg.Beta2), t)
+	sc := cfg.Scalars(step)
 	d.k = kern{op: opAdam, a: pf, b: gf, c: mf, e: vf,
-		f1: lr / bc1, // step size
-		s1: cfg.Beta1, s2: cfg.Beta2,
-		f2: math.Sqrt(bc2), // sqrt of the second bias correction
-		s4: cfg.Eps, s5: cfg.WeightDecay, flag: cfg.Decoupled,
-		f: 1 - lr*float64(cfg.WeightDecay), // AdamW's decay factor
+		f1: sc.StepSize, f2: sc.EpsScaled, f: sc.Decay,
+		s1: cfg.Beta1, s2: cfg.Beta2, s5: cfg.WeightDecay, flag: cfg.Decoupled,
 	}
 	d.launch(n, ewGrain)
 	d.release()
@@ -167,11 +161,8 @@ func (k *kern) adam(lo, hi int) {
 	// the gradient and the weight-decay term nearly cancel. (A variant
 	// with float32 sqrt and division measured no faster here: the loop is
 	// bound by memory and scalar issue, not by the float64 units.)
-	// lr/bc1 · m/(sqrt(v)/sqrt(bc2) + eps) is computed as
-	// (lr/bc1·sqrt(bc2)) · m/(sqrt(v) + eps·sqrt(bc2)): one division
-	// instead of two; in float64 the difference is far below float32's
-	// rounding.
-	step, epsS, wd := k.f1*k.f2, float64(k.s4)*k.f2, float64(k.s5)
+	// Step size and scaled eps come from device.AdamConfig.Scalars.
+	step, epsS, wd := k.f1, k.f2, float64(k.s5)
 	b1, b2 := float64(k.s1), float64(k.s2)
 	c1, c2 := 1-b1, 1-b2
 	decay := k.f

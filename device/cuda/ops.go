@@ -744,21 +744,11 @@ func (d *Device) AdamStep(pp, g, m, v device.Buffer, n int, cfg device.AdamConfi
 	if err != nil {
 		return err
 	}
-	// The scalars, in float64 as the CPU backend computes them (see
-	// kernels/optim.cu for how the kernel uses them).
-	t := float64(step)
-	lr := float64(cfg.LR)
-	bc1 := 1 - math.Pow(float64(cfg.Beta1), t)
-	bc2 := 1 - math.Pow(float64(cfg.Beta2), t)
-	sq2 := math.Sqrt(bc2)
-	stepSize := lr / bc1 * sq2
-	epsS := float64(cfg.Eps) * sq2
-	b1, b2 := float64(cfg.Beta1), float64(cfg.Beta2)
-	decay := 1 - lr*float64(cfg.WeightDecay)
+	sc := cfg.Scalars(step) // shared with the CPU backend: device/optim.go
 	return d.run(func() error {
-		return d.launch(kAdam, d.grid1D(int64(n)), p(pb), p(gb), p(mb), p(vb), argI64(n), argF64(stepSize),
-			argF64(epsS), argF64(b1), argF64(b2), argF64(1-b1), argF64(1-b2), argF64(float64(cfg.WeightDecay)),
-			argF64(decay), argBool(cfg.Decoupled))
+		return d.launch(kAdam, d.grid1D(int64(n)), p(pb), p(gb), p(mb), p(vb), argI64(n), argF64(sc.StepSize),
+			argF64(sc.EpsScaled), argF64(sc.Beta1), argF64(sc.Beta2), argF64(1-sc.Beta1), argF64(1-sc.Beta2),
+			argF64(sc.WeightDecay), argF64(sc.Decay), argBool(cfg.Decoupled))
 	})
 }
 
