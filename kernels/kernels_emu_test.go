@@ -80,6 +80,10 @@ func TestKernelsEmulation(t *testing.T) {
 	emuLossCases(s)
 	emuOptimCases(s)
 	emuRandomCases(s)
+	emuConvCases(s)
+	emuNormCases(s)
+	emuAttentionCases(s)
+	emuEmbeddingCases(s)
 
 	if re := os.Getenv("KILN_KERNELS_EMU_RUN"); re != "" {
 		// Only the cases whose names match (while working on one kernel).

@@ -39,6 +39,10 @@ const (
 	kRandNormal
 	kRandUniform
 	kDropout
+	// conv.cu kernels (add IDs here)
+	// norm.cu kernels (add IDs here)
+	// attention.cu kernels (add IDs here)
+	// embedding.cu kernels (add IDs here)
 	numKernels
 )
 
@@ -69,6 +73,10 @@ var kernelDefs = [numKernels]struct{ family, name string }{
 	kRandNormal:      {"random", "rand_normal_f32"},
 	kRandUniform:     {"random", "rand_uniform_f32"},
 	kDropout:         {"random", "dropout_mask_f32"},
+	// conv.cu kernels (add definitions here)
+	// norm.cu kernels (add definitions here)
+	// attention.cu kernels (add definitions here)
+	// embedding.cu kernels (add definitions here)
 }
 
 // Launch shapes shared by the kernels (see each kernel's comment).

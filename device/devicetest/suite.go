@@ -60,6 +60,10 @@ func RunWith(t *testing.T, dev device.Device, opt Options) {
 	t.Run("SGDStep", s.testSGD)
 	t.Run("AdamStep", s.testAdam)
 	t.Run("Random", s.testRandom)
+	t.Run("Conv", s.testConv)
+	t.Run("Norm", s.testNorm)
+	t.Run("Attention", s.testAttention)
+	t.Run("Embedding", s.testEmbedding)
 }
 
 // suite carries the device under test through the subtests.

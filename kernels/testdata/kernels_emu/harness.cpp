@@ -69,6 +69,18 @@ namespace k_reduce {
 namespace k_random {
 #include "random.cu"
 }
+namespace k_conv {
+#include "conv.cu"
+}
+namespace k_norm {
+#include "norm.cu"
+}
+namespace k_attention {
+#include "attention.cu"
+}
+namespace k_embedding {
+#include "embedding.cu"
+}
 
 // --- argument decoding -----------------------------------------------------------
 template <typename T> struct Slot;
@@ -123,6 +135,10 @@ static std::map<std::string, Kernel> kernels = {
     {"rand_normal_f32", kernel(k_random::rand_normal_f32)},
     {"rand_uniform_f32", kernel(k_random::rand_uniform_f32)},
     {"dropout_mask_f32", kernel(k_random::dropout_mask_f32)},
+    // conv.cu kernels (add entries here)
+    // norm.cu kernels (add entries here)
+    // attention.cu kernels (add entries here)
+    // embedding.cu kernels (add entries here)
 };
 
 // --- launches ------------------------------------------------------------------------
@@ -219,6 +235,10 @@ static void launch(dim3 grid, dim3 block, bool threaded, const std::function<voi
 static const char* threaded_kernels[] = {
     "softmax_rows_f32", "softmax_grad_rows_f32", "loss_elem_f32", "xent_rows_f32",
     "reduce_partial_f32", "reduce_final_f64", "argmax_rows_f32",
+    // conv.cu threaded kernels (add names here)
+    // norm.cu threaded kernels (add names here)
+    // attention.cu threaded kernels (add names here)
+    // embedding.cu threaded kernels (add names here)
 };
 static bool all_threaded = false;
 

@@ -1,0 +1,2 @@
+// conv.cu: kernels of the conv family (placeholder: being written).
+#include "common.cuh"

@@ -1,0 +1,2 @@
+// norm.cu: kernels of the norm family (placeholder: being written).
+#include "common.cuh"
