@@ -1,6 +1,8 @@
 package data
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -11,19 +13,24 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // CSVOptions says how to read a CSV file: which column is the target and
 // what kind of target it is. All other columns must be numeric features.
 type CSVOptions struct {
 	// Label is the name of the target column in the header row
-	// (default "label").
+	// (default "label"). Several names separated by commas ("y1,y2,y3")
+	// make a multi-column target read into Y (Outputs = the number of
+	// columns): float targets with Regression (multi-output regression),
+	// else 0/1 targets (multi-label classification for BCE). A header
+	// name that itself contains commas is matched whole first.
 	Label string
-	// Regression reads the target as a float (Y, Outputs 1) instead of a
-	// class label.
+	// Regression reads the target as floats (Y) instead of class labels.
 	Regression bool
 	// Classes, when > 0, fixes the number of classes for integer labels;
 	// a label outside [0, Classes) is an error. When 0 it is max label + 1.
+	// It applies to a single label column only.
 	Classes int
 	// ClassNames, when set, is the fixed name → index mapping for string
 	// labels (a test file uses the training file's mapping); a name not in
@@ -49,19 +56,33 @@ func ReadCSV(path string, opt CSVOptions) (*Dataset, error) {
 	return d, nil
 }
 
-// ParseCSV reads CSV text with a header row. The column named opt.Label is
-// the target; every other column is a float feature. Class labels are
-// either all integers (used as class indices, which must be >= 0; "2.0"
-// counts as 2) or
-// strings, mapped to indices in sorted order and recorded in ClassNames.
-// Errors name the file, the line and the column, and say what was
-// expected. name is the file name used in errors and as the Dataset name.
+// utf8BOM is the byte-order mark that spreadsheet programs put at the
+// start of a UTF-8 CSV file.
+var utf8BOM = []byte{0xef, 0xbb, 0xbf}
+
+// ParseCSV reads CSV text with a header row. A UTF-8 byte-order mark at
+// the start is skipped. The column named opt.Label is the target (several
+// comma-separated names: a multi-column target, see CSVOptions.Label);
+// every other column is a feature, which must be a finite float32 (NaN and
+// ±Inf are errors). Class labels are either all integers (class indices,
+// which must be >= 0 and below opt.Classes when set; "2.0" counts as 2) or
+// all names, mapped to indices in sorted order and recorded in
+// ClassNames. A number that is not an integer (0.5, NaN) in a numeric
+// label column, or a column that mixes numbers and names, is an error:
+// a float target needs opt.Regression. Errors name the file, the line and
+// the column (number and header name), say what was expected, and quote
+// at most a short prefix of a bad value. name is the file name used in
+// errors and as the Dataset name.
 func ParseCSV(r io.Reader, name string, opt CSVOptions) (*Dataset, error) {
 	label := opt.Label
 	if label == "" {
 		label = "label"
 	}
-	cr := csv.NewReader(r)
+	br := bufio.NewReader(r)
+	if b, err := br.Peek(len(utf8BOM)); err == nil && bytes.Equal(b, utf8BOM) {
+		_, _ = br.Discard(len(utf8BOM))
+	}
+	cr := csv.NewReader(br)
 	if opt.Comma != 0 {
 		cr.Comma = opt.Comma
 	}
@@ -77,27 +98,28 @@ func ParseCSV(r io.Reader, name string, opt CSVOptions) (*Dataset, error) {
 		return nil, csvErr(name, err)
 	}
 	hl, _ := cr.FieldPos(0)
-	col := -1
 	for i, h := range header {
-		h = strings.TrimSpace(strings.TrimPrefix(h, "\ufeff"))
-		header[i] = h
-		if h == label {
-			if col >= 0 {
-				return nil, fmt.Errorf("data: %s:%d: label column %q appears twice (columns %d and %d)", name, hl, label, col+1, i+1)
-			}
-			col = i
-		}
+		header[i] = strings.TrimSpace(h)
 	}
-	if col < 0 {
-		return nil, fmt.Errorf("data: %s:%d: no label column %q in header %q; choose the target column by name", name, hl, label, header)
+	cols, err := labelColumns(name, hl, header, label)
+	if err != nil {
+		return nil, err
 	}
-	if len(header) < 2 {
-		return nil, fmt.Errorf("data: %s:%d: header has only the label column %q, want at least one feature column", name, hl, label)
+	isLabel := make([]bool, len(header))
+	for _, c := range cols {
+		isLabel[c] = true
 	}
-	nf := len(header) - 1
+	nf := len(header) - len(cols)
+	if nf < 1 {
+		return nil, fmt.Errorf("data: %s:%d: header has only the label column %s, want at least one feature column", name, hl, quote(label))
+	}
+	multi := len(cols) > 1
+	if multi && (opt.Classes > 0 || opt.ClassNames != nil) {
+		return nil, fmt.Errorf("data: %s: %d label columns %s with Classes or ClassNames set; those apply to a single label column", name, len(cols), quote(label))
+	}
 
 	var x []float32
-	var rawLabels []string
+	var rawLabels []string // row-major, len(cols) per row
 	var labelLines []int
 	for {
 		rec, err := cr.Read()
@@ -112,21 +134,23 @@ func ParseCSV(r io.Reader, name string, opt CSVOptions) (*Dataset, error) {
 			return nil, fmt.Errorf("data: %s:%d: row has %d fields, want %d (as in the header)", name, line, len(rec), len(header))
 		}
 		for i, s := range rec {
-			if i == col {
+			if isLabel[i] {
 				continue
 			}
-			fl, _ := cr.FieldPos(i)
 			v, err := parseNumber(s)
 			if err != nil {
-				return nil, fmt.Errorf("data: %s:%d: column %d (%q): %v", name, fl, i+1, header[i], err)
+				fl, _ := cr.FieldPos(i)
+				return nil, fmt.Errorf("data: %s:%d: column %d (%s): %v", name, fl, i+1, quote(header[i]), err)
 			}
 			x = append(x, v)
 		}
-		rawLabels = append(rawLabels, strings.TrimSpace(rec[col]))
-		ll, _ := cr.FieldPos(col)
+		for _, c := range cols {
+			rawLabels = append(rawLabels, strings.TrimSpace(rec[c]))
+		}
+		ll, _ := cr.FieldPos(cols[0])
 		labelLines = append(labelLines, ll)
 	}
-	n := len(rawLabels)
+	n := len(labelLines)
 	if n == 0 {
 		return nil, fmt.Errorf("data: %s: no data rows after the header", name)
 	}
@@ -136,41 +160,63 @@ func ParseCSV(r io.Reader, name string, opt CSVOptions) (*Dataset, error) {
 		Features: nf,
 		Shape:    []int{nf},
 	}
-	where := func(i int) string {
-		return fmt.Sprintf("%s:%d: column %d (%q)", name, labelLines[i], col+1, label)
+	// where names the cell of row i, label column j (an index into cols).
+	where := func(i, j int) string {
+		return fmt.Sprintf("%s:%d: column %d (%s)", name, labelLines[i], cols[j]+1, quote(header[cols[j]]))
 	}
-	if opt.Regression {
-		d.Y = make([]float32, n)
-		d.Outputs = 1
-		for i, s := range rawLabels {
-			v, err := parseNumber(s)
-			if err != nil {
-				return nil, fmt.Errorf("data: %s: %v", where(i), err)
+	k := len(cols)
+	if opt.Regression || multi {
+		d.Y = make([]float32, n*k)
+		d.Outputs = k
+		for i := 0; i < n; i++ {
+			for j := 0; j < k; j++ {
+				s := rawLabels[i*k+j]
+				v, err := parseNumber(s)
+				if err == nil && !opt.Regression && v != 0 && v != 1 {
+					err = fmt.Errorf("%s is not a 0/1 target (several label columns without Regression are multi-label targets)", quote(s))
+				}
+				if err != nil {
+					return nil, fmt.Errorf("data: %s: %v", where(i, j), err)
+				}
+				d.Y[i*k+j] = v
 			}
-			d.Y[i] = v
 		}
 		return d, nil
 	}
 
 	d.Labels = make([]int32, n)
+	for i, s := range rawLabels {
+		if s == "" {
+			return nil, fmt.Errorf("data: %s: empty label, want a class name or index", where(i, 0))
+		}
+	}
 	if opt.ClassNames == nil {
-		ints := true
-		for _, s := range rawLabels {
-			if _, ok := intLabel(s); !ok {
-				ints = false
-				break
+		// The column is numeric when its first label is a number: then
+		// every label must be a class index, and a name among numbers
+		// (or a number among names) is reported with both lines.
+		numeric := isNumber(rawLabels[0])
+		for i, s := range rawLabels {
+			if isNumber(s) != numeric {
+				return nil, fmt.Errorf("data: %s: label %s, but line %d has %s: the label column mixes numbers and names; want all class indices or all class names", where(i, 0), quote(s), labelLines[0], quote(rawLabels[0]))
 			}
 		}
-		if ints {
+		if numeric {
+			want := "a class index >= 0"
+			if opt.Classes > 0 {
+				want = fmt.Sprintf("a class index in [0, %d)", opt.Classes)
+			}
 			maxL := -1
 			for i, s := range rawLabels {
-				v, _ := intLabel(s)
-				if v < 0 || (opt.Classes > 0 && v >= opt.Classes) {
-					want := "a class index >= 0"
-					if opt.Classes > 0 {
-						want = fmt.Sprintf("a class index in [0, %d)", opt.Classes)
+				v, ok := intLabel(s)
+				if !ok {
+					return nil, fmt.Errorf("data: %s: label %s is not an integer, want %s (a float target needs Regression)", where(i, 0), quote(s), want)
+				}
+				if v < 0 || v >= math.MaxInt32 || (opt.Classes > 0 && v >= opt.Classes) {
+					shown := strconv.Itoa(v)
+					if v <= -math.MaxInt32 || v >= math.MaxInt32 {
+						shown = quote(s)
 					}
-					return nil, fmt.Errorf("data: %s: label %d out of range, want %s", where(i), v, want)
+					return nil, fmt.Errorf("data: %s: label %s out of range, want %s", where(i, 0), shown, want)
 				}
 				d.Labels[i] = int32(v)
 				maxL = max(maxL, v)
@@ -182,10 +228,7 @@ func ParseCSV(r io.Reader, name string, opt CSVOptions) (*Dataset, error) {
 			return d, nil
 		}
 		set := map[string]bool{}
-		for i, s := range rawLabels {
-			if s == "" {
-				return nil, fmt.Errorf("data: %s: empty label, want a class name or index", where(i))
-			}
+		for _, s := range rawLabels {
 			set[s] = true
 		}
 		names := make([]string, 0, len(set))
@@ -202,7 +245,7 @@ func ParseCSV(r io.Reader, name string, opt CSVOptions) (*Dataset, error) {
 	for i, s := range rawLabels {
 		c, ok := index[s]
 		if !ok {
-			return nil, fmt.Errorf("data: %s: label %q is not one of the %d known classes %q", where(i), s, len(opt.ClassNames), opt.ClassNames)
+			return nil, fmt.Errorf("data: %s: label %s is not one of the %d known classes %s", where(i, 0), quote(s), len(opt.ClassNames), quoteList(opt.ClassNames))
 		}
 		d.Labels[i] = c
 	}
@@ -214,17 +257,110 @@ func ParseCSV(r io.Reader, name string, opt CSVOptions) (*Dataset, error) {
 	return d, nil
 }
 
+// labelColumns finds the target column(s) named by label in the header:
+// the column of that exact name, else each of its comma-separated names,
+// each of which must appear exactly once.
+func labelColumns(name string, line int, header []string, label string) ([]int, error) {
+	find := func(l string) ([]int, error) {
+		var at []int
+		for i, h := range header {
+			if h == l {
+				at = append(at, i)
+			}
+		}
+		if len(at) > 1 {
+			return nil, fmt.Errorf("data: %s:%d: label column %s appears twice (columns %d and %d)", name, line, quote(l), at[0]+1, at[1]+1)
+		}
+		return at, nil
+	}
+	at, err := find(label)
+	if err != nil || len(at) == 1 || !strings.Contains(label, ",") {
+		if err == nil && len(at) == 0 {
+			err = fmt.Errorf("data: %s:%d: no label column %s in header %s; choose the target column by name", name, line, quote(label), quoteList(header))
+		}
+		return at, err
+	}
+	var cols []int
+	seen := map[string]bool{}
+	for _, l := range strings.Split(label, ",") {
+		l = strings.TrimSpace(l)
+		if l == "" || seen[l] {
+			return nil, fmt.Errorf("data: %s: label list %s has an empty or repeated name, want distinct column names separated by commas", name, quote(label))
+		}
+		seen[l] = true
+		at, err := find(l)
+		if err != nil {
+			return nil, err
+		}
+		if len(at) == 0 {
+			return nil, fmt.Errorf("data: %s:%d: no label column %s (of %s) in header %s; choose the target columns by name", name, line, quote(l), quote(label), quoteList(header))
+		}
+		cols = append(cols, at[0])
+	}
+	return cols, nil
+}
+
+// maxQuote is the longest value an error message quotes whole; longer ones
+// are quoted by a prefix and their length, so a huge cell is not echoed.
+const maxQuote = 40
+
+// quote returns s quoted for an error message: whole when short, else a
+// prefix (cut at a rune boundary) and the length in bytes.
+func quote(s string) string {
+	if len(s) <= maxQuote {
+		return strconv.Quote(s)
+	}
+	cut := 32
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(s[:cut]), len(s))
+}
+
+// quoteList quotes the first few names of a list (a header, the known
+// classes) for an error message and counts the rest.
+func quoteList(names []string) string {
+	const show = 8
+	q := make([]string, 0, show)
+	for i, s := range names {
+		if i == show {
+			break
+		}
+		q = append(q, quote(s))
+	}
+	out := "[" + strings.Join(q, " ")
+	if len(names) > show {
+		out += fmt.Sprintf(" … and %d more", len(names)-show)
+	}
+	return out + "]"
+}
+
+// isNumber says whether s is written as a number (including NaN, Inf and
+// values out of float range), as opposed to a name.
+func isNumber(s string) bool {
+	_, err := strconv.ParseFloat(s, 64)
+	var ne *strconv.NumError
+	return err == nil || errors.As(err, &ne) && ne.Err == strconv.ErrRange
+}
+
 // intLabel reads a class index written as an integer ("3") or as an
-// integral float ("3.0", as many exporters write it), within int32 range.
-func intLabel(s string) (int, bool) {
+// integral float ("3.0", as many exporters write it). ok is false when s
+// is not an integer (0.5, NaN, Inf, a name); an integer outside int32
+// range is returned as ok with v clamped to ±MaxInt32, so that the range
+// check reports it as out of range.
+func intLabel(s string) (v int, ok bool) {
 	if v, err := strconv.Atoi(s); err == nil {
-		return v, v >= math.MinInt32 && v < math.MaxInt32
+		return min(max(v, -math.MaxInt32), math.MaxInt32), true
 	}
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f != math.Trunc(f) || math.IsInf(f, 0) || f < math.MinInt32 || f >= math.MaxInt32 {
+	var ne *strconv.NumError
+	if errors.As(err, &ne) && ne.Err == strconv.ErrRange {
+		return int(math.Copysign(math.MaxInt32, f)), true // 1e400: an integer, far out of range
+	}
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) || f != math.Trunc(f) {
 		return 0, false
 	}
-	return int(f), true
+	return int(max(min(f, math.MaxInt32), -math.MaxInt32)), true
 }
 
 func parseNumber(s string) (float32, error) {
@@ -236,12 +372,12 @@ func parseNumber(s string) (float32, error) {
 	if err != nil {
 		var ne *strconv.NumError
 		if errors.As(err, &ne) && ne.Err == strconv.ErrRange {
-			return 0, fmt.Errorf("%q is out of float32 range", s)
+			return 0, fmt.Errorf("%s is out of float32 range", quote(s))
 		}
-		return 0, fmt.Errorf("%q is not a number", s)
+		return 0, fmt.Errorf("%s is not a number", quote(s))
 	}
 	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return 0, fmt.Errorf("%q is not a finite number", s)
+		return 0, fmt.Errorf("%s is not a finite number", quote(s))
 	}
 	return float32(v), nil
 }

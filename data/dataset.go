@@ -26,8 +26,9 @@ type Dataset struct {
 	// Stats holds the standardisation that was applied to X (nil when
 	// none), so a checkpoint can store it and apply it to new inputs.
 	Stats *Stats
-	// Source says where the data was read from (a file or directory, or
-	// "embedded" / "synthetic"), for logs and error reports.
+	// Source says where the data was read from, for logs and error
+	// reports: the file read (for IDX sets the images file and the labels
+	// file, separated by ", "), or "embedded" / "synthetic".
 	Source string
 }
 

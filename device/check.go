@@ -98,8 +98,8 @@ func (c AdamConfig) Check(op string) error {
 // Check returns an ErrInvalid error unless a is one of the activations
 // every backend implements.
 func (a Activation) Check(op string) error {
-	if a < Identity || a > GELUTanh {
-		return Errorf(op, "act", ErrInvalid, "expected an activation from identity to gelu_tanh, got %d", uint8(a))
+	if a < Identity || a > ELU {
+		return Errorf(op, "act", ErrInvalid, "expected an activation from identity to elu, got %d", uint8(a))
 	}
 	return nil
 }

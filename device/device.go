@@ -40,7 +40,7 @@ type MemStats struct {
 type Activation uint8
 
 // The activations every backend implements. LeakyReLU takes its negative
-// slope from the alpha argument; the others ignore it. GELU is the exact
+// slope and ELU its alpha from the alpha argument; the others ignore it. GELU is the exact
 // form x·Φ(x) with Φ the normal CDF (erf); GELUTanh is the tanh
 // approximation PyTorch calls approximate="tanh".
 const (
@@ -294,13 +294,17 @@ type Ops2 interface {
 	// MaxPool2D sets y[n, c, oh, ow] (laid out [N, C, OH, OW]) to the
 	// largest x in the window and idx, an int32 buffer of the same length,
 	// to its position h·W + w within the input plane (the first on ties,
-	// in row-major window order; padding never wins). PyTorch's
-	// nn.MaxPool2d(return_indices=True) with ceil_mode=False.
+	// in row-major window order; padding never wins; a NaN wins, the first
+	// one, as PyTorch propagates it). PyTorch's
+	// nn.MaxPool2d(return_indices=True) with ceil_mode=False. A window that
+	// holds no input element (only possible with dilation and padding)
+	// gives −Inf and idx −1. H·W must fit in an int32.
 	MaxPool2D(x, y, idx Buffer, g Window2D) error
 	// MaxPool2DGrad sets dx (N·C·H·W elements) to the gradient of
 	// MaxPool2D: each dy is routed to the input position idx names, and
 	// positions that won no window get 0. Overlapping windows that picked
-	// the same position add in a fixed order.
+	// the same position add in ascending output order. An idx that is not
+	// a position of its own window (−1 among them) routes nothing.
 	MaxPool2DGrad(dy, idx, dx Buffer, g Window2D) error
 	// AvgPool2D sets y to the mean of each window, counting the padding as
 	// zeros in the divisor (PyTorch's nn.AvgPool2d defaults,
@@ -357,7 +361,8 @@ type Ops2 interface {
 	// ScatterAdd is Gather's adjoint: dtable[idx[i], :] += dout[i, :] for
 	// i = 0 … n−1. Rows that several indices name receive their sums in
 	// ascending i, on every backend, without float atomics, so a run
-	// repeats bit for bit.
+	// repeats bit for bit. An index outside [0, rows) is an ErrInvalid
+	// error, as in Gather.
 	ScatterAdd(dtable, idx, dout Buffer, rows, cols, n int) error
 
 	// SoftmaxMasked sets y to the row-wise softmax of scale·x for a
@@ -383,8 +388,9 @@ type Ops2 interface {
 	// whose int32 label is not ignoreIndex, of −log softmax(logits)[label]
 	// for rows×cols logits (torch.nn.functional.cross_entropy with
 	// ignore_index), and when grad is not nil, d loss/d logits into grad
-	// (0 for ignored rows). Labels other than ignoreIndex must lie in
-	// [0, cols). When every row is ignored the loss is NaN and the gradient
-	// 0, as in PyTorch. One pass per row; no temporaries beyond grad.
+	// (0 for ignored rows; grad may be logits). Labels other than
+	// ignoreIndex must lie in [0, cols) (else an ErrInvalid error). When
+	// every row is ignored the loss is NaN and the gradient 0, as in
+	// PyTorch. One pass per row; no temporaries beyond grad.
 	CrossEntropy(logits, labels Buffer, rows, cols int, ignoreIndex int32, loss, grad Buffer) error
 }

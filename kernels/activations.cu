@@ -3,21 +3,23 @@
 // activate_f32 / activate_grad_f32: 1-D grid of 1-D blocks (256 threads),
 // grid-stride loop over n elements. act is a device.Activation value
 // (1 identity, 2 relu, 3 leaky relu, 4 tanh, 5 sigmoid, 6 gelu (erf),
-// 7 gelu (tanh approximation)); it is uniform across the grid, so the switch
-// costs nothing per element. y may alias x, dx may alias dy.
+// 7 gelu (tanh approximation), 8 silu, 9 elu (alpha: ELU's alpha, as
+// leaky relu's slope)); it is uniform across the grid, so the switch costs
+// nothing per element. y may alias x, dx may alias dy.
 //
 // softmax_rows_f32 / softmax_grad_rows_f32: one warp per row; blocks of
 // 256 threads (8 rows per block), grid = ceil(rows / 8). The warp strides
 // over the columns, so any cols works; every reduction is a butterfly
 // (deterministic).
 //
-// Tanh, sigmoid and both GELUs evaluate their transcendentals in double and
-// round once, as the CPU backend does; the float32 steps round with explicit
+// Tanh, sigmoid, both GELUs, SiLU and ELU (expm1, as PyTorch, so that it
+// keeps its relative accuracy near 0) evaluate their transcendentals in
+// double and round once, as the CPU backend does; the float32 steps round with explicit
 // intrinsics (no FMA contraction), so the two backends agree to the last
 // bit or within an ulp.
 #include "common.cuh"
 
-enum { ACT_IDENTITY = 1, ACT_RELU, ACT_LEAKY, ACT_TANH, ACT_SIGMOID, ACT_GELU, ACT_GELU_TANH };
+enum { ACT_IDENTITY = 1, ACT_RELU, ACT_LEAKY, ACT_TANH, ACT_SIGMOID, ACT_GELU, ACT_GELU_TANH, ACT_SILU, ACT_ELU };
 
 #define KILN_INV_SQRT2 0.70710678118654752440      // 1/sqrt(2)
 #define KILN_INV_SQRT_2PI 0.39894228040143267794   // 1/sqrt(2*pi)
@@ -42,6 +44,8 @@ __device__ __forceinline__ float act_fwd(float x, float alpha) {
     case ACT_SIGMOID: return (float)sigmoid64(z);
     case ACT_GELU: return (float)(0.5 * z * (1.0 + erf(z * KILN_INV_SQRT2)));
     case ACT_GELU_TANH: return (float)(0.5 * z * (1.0 + tanh(KILN_SQRT_2_OVER_PI * (z + KILN_GELU_C * z * z * z))));
+    case ACT_SILU: return (float)(z * sigmoid64(z));
+    case ACT_ELU: return x > 0.0f ? x : (float)((double)alpha * expm1(z));
     }
     return x;
 }
@@ -80,6 +84,15 @@ __device__ __forceinline__ float act_bwd(float src, int fromY, float dy, float a
         const double d = 0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * KILN_SQRT_2_OVER_PI * (1.0 + 3.0 * KILN_GELU_C * z * z);
         return (float)(g * d);
     }
+    case ACT_SILU: {
+        // d/dx x·sigmoid(x) = s·(1 + x·(1 − s)).
+        const double z = src;
+        const double s = sigmoid64(z);
+        return (float)(g * s * (1.0 + z * (1.0 - s)));
+    }
+    case ACT_ELU:
+        // 1 for x > 0, else alpha·exp(x) (PyTorch's elu_backward from x).
+        return src > 0.0f ? dy : (float)(g * (double)alpha * exp((double)src));
     }
     return dy;
 }
@@ -105,11 +118,13 @@ extern "C" __global__ void activate_f32(int act, float alpha, const float* x, fl
     case ACT_SIGMOID: fwd_loop<ACT_SIGMOID>(alpha, x, y, n); break;
     case ACT_GELU: fwd_loop<ACT_GELU>(alpha, x, y, n); break;
     case ACT_GELU_TANH: fwd_loop<ACT_GELU_TANH>(alpha, x, y, n); break;
+    case ACT_SILU: fwd_loop<ACT_SILU>(alpha, x, y, n); break;
+    case ACT_ELU: fwd_loop<ACT_ELU>(alpha, x, y, n); break;
     }
 }
 
 // dx[i] = dy[i] * f_act'(x[i]), i < n. src is the operand the function
-// reads, chosen by the host: x for leaky relu and both gelus; x or y for
+// reads, chosen by the host: x for leaky relu, both gelus, silu and elu; x or y for
 // relu; y (fromY = 1) or x (fromY = 0) for tanh and sigmoid; identity reads
 // nothing (src may be null).
 extern "C" __global__ void activate_grad_f32(int act, float alpha, const float* src, int fromY, const float* dy,
@@ -122,6 +137,8 @@ extern "C" __global__ void activate_grad_f32(int act, float alpha, const float* 
     case ACT_SIGMOID: bwd_loop<ACT_SIGMOID>(alpha, src, fromY, dy, dx, n); break;
     case ACT_GELU: bwd_loop<ACT_GELU>(alpha, src, fromY, dy, dx, n); break;
     case ACT_GELU_TANH: bwd_loop<ACT_GELU_TANH>(alpha, src, fromY, dy, dx, n); break;
+    case ACT_SILU: bwd_loop<ACT_SILU>(alpha, src, fromY, dy, dx, n); break;
+    case ACT_ELU: bwd_loop<ACT_ELU>(alpha, src, fromY, dy, dx, n); break;
     }
 }
 

@@ -9,8 +9,9 @@
 //
 // Every kernel takes the same plain arguments, in this order:
 //
-//   (int m, int n, int k, float alpha, const float* A, const float* B,
-//    float beta, float* C)
+//   (int m, int n, int k, float alpha, const float* A, long long strideA,
+//    const float* B, long long strideB, float beta, float* C,
+//    long long strideC, int splits)
 //
 // and is correct for every shape (m, n ≥ 1, k ≥ 0; edges that are not
 // multiples of the tile) and every alignment: buffers may be views at any
@@ -20,13 +21,20 @@
 // otherwise it reads element by element with bounds checks. The choice is
 // uniform across the block, so the check costs nothing in the inner loop.
 //
-// Split-K: when a kernel is launched with gridDim.z = S > 1, block z
-// handles its own slice of k (slices of equal size, a multiple of the tile
-// depth) and writes its partial product to C + z*m*n, so C then points to
-// an S*m*n workspace and the caller passes alpha = 1, beta = 0.
-// kiln_sgemm_splitk_reduce then sums the S partials in a fixed order into the
-// real C. No atomics: results are the same bit for bit run after run.
-// kernels/gemm_launch.go (PlanGemm) chooses the kernel and launch shape.
+// Batches: a launch with gridDim.z = batch * splits computes the products
+// C_i = alpha * op(A_i) * op(B_i) + beta * C_i, i = blockIdx.z / splits,
+// with A_i = A + i*strideA, B_i = B + i*strideB and C_i = C + i*strideC
+// (64-bit element strides; 0 shares one matrix among all i). Gemm is the
+// case batch = 1 (the strides are then never used; it passes 0).
+//
+// Split-K: when splits = S > 1, block z handles its own slice of k (slice
+// s = blockIdx.z % S; slices of equal size, a multiple of the tile depth)
+// and writes its partial product to C_i + s*m*n, so C then points to a
+// batch*S*m*n workspace (strideC = S*m*n) and the caller passes alpha = 1,
+// beta = 0. kiln_sgemm_splitk_reduce then sums the S partials in a fixed
+// order into the real C. No atomics: results are the same bit for bit run
+// after run. kernels/gemm_launch.go (PlanGemm, PlanGemmBatched) chooses the
+// kernel and launch shape.
 //
 // Kernel families (each with _nn, _nt, _tn, _tt for transA/transB):
 //
@@ -84,18 +92,32 @@ __device__ __forceinline__ float4 kiln_load4(const float* __restrict__ p, int ld
     return v;
 }
 
-// kiln_split_range gives block z of gridDim.z its slice [kbeg, kend) of
+// kiln_split_range gives split s of splits its slice [kbeg, kend) of
 // 0..k. Slices are ceil(k/splits) rounded up to a multiple of BK, so every
 // slice but the last starts and ends on a multiple of BK (and of 4). A slice
 // may be empty (kbeg == kend); its block then writes zeros.
 template <int BK>
-__device__ __forceinline__ void kiln_split_range(int k, int& kbeg, int& kend)
+__device__ __forceinline__ void kiln_split_range(int k, int splits, int s, int& kbeg, int& kend)
 {
-    const int splits = (int)gridDim.z;
     int chunk = (k + splits - 1) / splits;
     chunk = (chunk + BK - 1) / BK * BK;
-    kbeg = kiln_imin(k, (int)blockIdx.z * chunk);
+    kbeg = kiln_imin(k, s * chunk);
     kend = kiln_imin(k, kbeg + chunk);
+}
+
+// kiln_batch_offsets gives block z of a launch with gridDim.z = batch*splits
+// its batch entry's element offsets into A, B and C (the last including its
+// split's partial product, at C_i + s*m*n), and its split s.
+__device__ __forceinline__ int kiln_batch_offsets(long long strideA, long long strideB, long long strideC, int M,
+                                                  int N, int splits, long long& offA, long long& offB,
+                                                  long long& offC)
+{
+    const long long bz = (long long)(blockIdx.z / (unsigned)splits);
+    const int sz = (int)(blockIdx.z % (unsigned)splits);
+    offA = bz * strideA;
+    offB = bz * strideB;
+    offC = bz * strideC + (long long)sz * M * N;
+    return sz;
 }
 
 // ---------------------------------------------------------------------------
@@ -167,10 +189,10 @@ __device__ __forceinline__ void kiln_store_tile(float (*S)[ROWS + 4], const floa
 }
 
 template <bool TA, bool TB, int WARPS_M, int WARPS_N, int RM, int RN, int BK>
-__device__ __forceinline__ void kiln_sgemm_simt(int M, int N, int K, float alpha,
-                                                const float* __restrict__ A,
-                                                const float* __restrict__ B, float beta,
-                                                float* __restrict__ C)
+__device__ __forceinline__ void kiln_sgemm_simt(int M, int N, int K, float alpha, const float* __restrict__ A,
+                                                long long strideA, const float* __restrict__ B,
+                                                long long strideB, float beta, float* __restrict__ C,
+                                                long long strideC, int splits)
 {
     constexpr int THREADS = 32 * WARPS_M * WARPS_N;
     constexpr int WM = 32 * RM, WN = 16 * RN;  // warp tile
@@ -189,9 +211,12 @@ __device__ __forceinline__ void kiln_sgemm_simt(int M, int N, int K, float alpha
     const int lm = lane / 4, ln = lane % 4;
     const int m0 = (int)blockIdx.y * BM, n0 = (int)blockIdx.x * BN;
 
+    long long offA, offB, offC;
+    const int split = kiln_batch_offsets(strideA, strideB, strideC, M, N, splits, offA, offB, offC);
+    A += offA;  // this block's batch entry (C moves in the epilogue)
+    B += offB;
     int kbeg, kend;
-    kiln_split_range<BK>(K, kbeg, kend);
-    C += (size_t)blockIdx.z * M * N;  // split-K: this slice's partial product
+    kiln_split_range<BK>(K, splits, split, kbeg, kend);
     const int ntiles = (kend - kbeg + BK - 1) / BK;
 
     // Operand A is k-contiguous unless transposed; B is k-contiguous when
@@ -199,7 +224,6 @@ __device__ __forceinline__ void kiln_sgemm_simt(int M, int N, int K, float alpha
     constexpr bool A_KC = !TA, B_KC = TB;
     const bool vecA = kiln_aligned16(A) && (A_KC ? K : M) % 4 == 0;
     const bool vecB = kiln_aligned16(B) && (B_KC ? K : N) % 4 == 0;
-    const bool vecC = kiln_aligned16(C) && N % 4 == 0;
 
     float acc[TM][TN];
 #pragma unroll
@@ -249,7 +273,13 @@ __device__ __forceinline__ void kiln_sgemm_simt(int M, int N, int K, float alpha
         __syncthreads();
     }
 
-    // Epilogue: C = alpha*acc + beta*C, C not read when beta == 0.
+    // Epilogue: C = alpha*acc + beta*C, C not read when beta == 0. C moves
+    // to this block's batch entry (and split-K slice) only now, its offset
+    // computed again: that keeps it out of the registers of the main loop
+    // (the 128×128 kernel spills otherwise).
+    kiln_batch_offsets(strideA, strideB, strideC, M, N, splits, offA, offB, offC);
+    C += offC;
+    const bool vecC = kiln_aligned16(C) && N % 4 == 0;
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
         const int row = m0 + wm * WM + (i / 4) * 32 + lm * 4 + (i % 4);
@@ -287,15 +317,16 @@ __device__ __forceinline__ void kiln_sgemm_simt(int M, int N, int K, float alpha
 }
 
 // kiln_sgemm_{nn,nt,tn,tt}: fp32, the fast path for large products.
-// Launch: grid (ceil(n/128), ceil(m/128), splits), block (256,1,1), no
+// Launch: grid (ceil(n/128), ceil(m/128), batch*splits), block (256,1,1), no
 // dynamic shared memory (2×(8×132 + 8×132) floats = 16.9 KB static).
 // Warps 2×4, warp tile 64×32, 8×8 outputs per thread, k-slices of 8.
 #define KILN_SGEMM_BIG(NAME, TA, TB)                                                        \
     extern "C" __global__ void __launch_bounds__(256, 2)                                    \
-        NAME(int m, int n, int k, float alpha, const float* __restrict__ A,                 \
-             const float* __restrict__ B, float beta, float* __restrict__ C)                \
+        NAME(int m, int n, int k, float alpha, const float* __restrict__ A, long long sA,   \
+             const float* __restrict__ B, long long sB, float beta, float* __restrict__ C,  \
+             long long sC, int splits)                                                      \
     {                                                                                       \
-        kiln_sgemm_simt<TA, TB, 2, 4, 2, 2, 8>(m, n, k, alpha, A, B, beta, C);              \
+        kiln_sgemm_simt<TA, TB, 2, 4, 2, 2, 8>(m, n, k, alpha, A, sA, B, sB, beta, C, sC, splits); \
     }
 KILN_SGEMM_BIG(kiln_sgemm_nn, false, false)
 KILN_SGEMM_BIG(kiln_sgemm_nt, false, true)
@@ -304,15 +335,16 @@ KILN_SGEMM_BIG(kiln_sgemm_tt, true, true)
 
 // kiln_sgemm_small_{nn,nt,tn,tt}: fp32 for small and skinny products (the
 // MLP shapes), usually with split-K.
-// Launch: grid (ceil(n/64), ceil(m/64), splits), block (256,1,1), no
+// Launch: grid (ceil(n/64), ceil(m/64), batch*splits), block (256,1,1), no
 // dynamic shared memory (2×(16×68 + 16×68) floats = 17.4 KB static).
 // Warps 2×4, warp tile 32×16, 4×4 outputs per thread, k-slices of 16.
 #define KILN_SGEMM_SMALL(NAME, TA, TB)                                                      \
     extern "C" __global__ void __launch_bounds__(256)                                       \
-        NAME(int m, int n, int k, float alpha, const float* __restrict__ A,                 \
-             const float* __restrict__ B, float beta, float* __restrict__ C)                \
+        NAME(int m, int n, int k, float alpha, const float* __restrict__ A, long long sA,   \
+             const float* __restrict__ B, long long sB, float beta, float* __restrict__ C,  \
+             long long sC, int splits)                                                      \
     {                                                                                       \
-        kiln_sgemm_simt<TA, TB, 2, 4, 1, 1, 16>(m, n, k, alpha, A, B, beta, C);             \
+        kiln_sgemm_simt<TA, TB, 2, 4, 1, 1, 16>(m, n, k, alpha, A, sA, B, sB, beta, C, sC, splits); \
     }
 KILN_SGEMM_SMALL(kiln_sgemm_small_nn, false, false)
 KILN_SGEMM_SMALL(kiln_sgemm_small_nt, false, true)
@@ -321,14 +353,18 @@ KILN_SGEMM_SMALL(kiln_sgemm_small_tt, true, true)
 
 // kiln_sgemm_splitk_reduce sums the partial products of a split-K launch:
 //   C[i] = alpha * (W[i] + W[mn + i] + ... + W[(splits-1)*mn + i]) + beta*C[i]
-// in that fixed order, for i < mn = m*n; C is not read when beta == 0.
-// Arguments: (int mn, int splits, float alpha, const float* W, float beta,
-// float* C). Launch: grid (ceil(mn/256),1,1) or fewer (grid-stride loop),
-// block (256,1,1), no shared memory.
+// in that fixed order, for i < mn = m*n; C is not read when beta == 0. Batch
+// entry b = blockIdx.y has its partials at W + b*splits*mn and its output at
+// C + b*strideC. Arguments: (int mn, int splits, float alpha, const float* W,
+// float beta, float* C, long long strideC). Launch: grid (ceil(mn/256),
+// batch, 1) or fewer in x (grid-stride loop), block (256,1,1), no shared
+// memory.
 extern "C" __global__ void __launch_bounds__(256)
     kiln_sgemm_splitk_reduce(int mn, int splits, float alpha, const float* __restrict__ W,
-                             float beta, float* __restrict__ C)
+                             float beta, float* __restrict__ C, long long strideC)
 {
+    W += (long long)blockIdx.y * splits * mn;
+    C += (long long)blockIdx.y * strideC;
     for (int i = (int)(blockIdx.x * blockDim.x + threadIdx.x); i < mn;
          i += (int)(gridDim.x * blockDim.x)) {
         float s = 0.f;
@@ -506,10 +542,10 @@ __device__ __forceinline__ void kiln_tf32_round(float* S)
 // prologue step and per iteration, empty or not, so that wait_group
 // NSTAGE-2 always means "slice t has landed".
 template <bool TA, bool TB, int WARPS_M, int WARPS_N, int MT, int NT, int BK, int NSTAGE>
-__device__ __forceinline__ void kiln_sgemm_tf32(int M, int N, int K, float alpha,
-                                                const float* __restrict__ A,
-                                                const float* __restrict__ B, float beta,
-                                                float* __restrict__ C)
+__device__ __forceinline__ void kiln_sgemm_tf32(int M, int N, int K, float alpha, const float* __restrict__ A,
+                                                long long strideA, const float* __restrict__ B,
+                                                long long strideB, float beta, float* __restrict__ C,
+                                                long long strideC, int splits)
 {
     constexpr int THREADS = 32 * WARPS_M * WARPS_N;
     constexpr int WM = 16 * MT, WN = 8 * NT;
@@ -530,9 +566,13 @@ __device__ __forceinline__ void kiln_sgemm_tf32(int M, int N, int K, float alpha
     const int g = lane / 4, t4 = lane % 4;
     const int m0 = (int)blockIdx.y * BM, n0 = (int)blockIdx.x * BN;
 
+    long long offA, offB, offC;
+    const int split = kiln_batch_offsets(strideA, strideB, strideC, M, N, splits, offA, offB, offC);
+    A += offA;  // this block's batch entry
+    B += offB;
+    C += offC;  // split-K: this slice's partial product
     int kbeg, kend;
-    kiln_split_range<BK>(K, kbeg, kend);
-    C += (size_t)blockIdx.z * M * N;
+    kiln_split_range<BK>(K, splits, split, kbeg, kend);
     const int ntiles = (kend - kbeg + BK - 1) / BK;
 
     const bool vecA = kiln_aligned16(A) && (A_KC ? K : M) % 4 == 0;
@@ -621,16 +661,17 @@ __device__ __forceinline__ void kiln_sgemm_tf32(int M, int N, int K, float alpha
 }
 
 // kiln_sgemm_tf32_{nn,nt,tn,tt}: TF32 tensor cores, fp32 accumulation.
-// Launch: grid (ceil(n/128), ceil(m/128), splits), block (256,1,1), no
+// Launch: grid (ceil(n/128), ceil(m/128), batch*splits), block (256,1,1), no
 // dynamic shared memory (static: 4 stages × (A + B tiles of 128×8, padded)
 // ≤ 48 KB). Warps 2×4, warp tile 64×32 (4×4 mma tiles), k-slices of 8.
 // Needs sm_80 or later: present only in PTX built for compute_80 and up.
 #define KILN_SGEMM_TF32(NAME, TA, TB)                                                       \
     extern "C" __global__ void __launch_bounds__(256, 2)                                    \
-        NAME(int m, int n, int k, float alpha, const float* __restrict__ A,                 \
-             const float* __restrict__ B, float beta, float* __restrict__ C)                \
+        NAME(int m, int n, int k, float alpha, const float* __restrict__ A, long long sA,   \
+             const float* __restrict__ B, long long sB, float beta, float* __restrict__ C,  \
+             long long sC, int splits)                                                      \
     {                                                                                       \
-        kiln_sgemm_tf32<TA, TB, 2, 4, 4, 4, 8, 4>(m, n, k, alpha, A, B, beta, C);          \
+        kiln_sgemm_tf32<TA, TB, 2, 4, 4, 4, 8, 4>(m, n, k, alpha, A, sA, B, sB, beta, C, sC, splits); \
     }
 KILN_SGEMM_TF32(kiln_sgemm_tf32_nn, false, false)
 KILN_SGEMM_TF32(kiln_sgemm_tf32_nt, false, true)

@@ -95,7 +95,9 @@ func gemmEmuCases() []gemmEmuCase {
 	trans := [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}}
 
 	var cases []gemmEmuCase
-	add := func(what string, l GemmLaunch, ta, tb bool, m, n, k int, tf32 bool) {
+	// addBatched adds one launch of plan l for batch products with element
+	// strides str (Gemm's single product: batch 1, strides 0).
+	addBatched := func(what string, l GemmLaunch, ta, tb bool, m, n, k int, tf32 bool, str [3]int) {
 		i := len(cases)
 		off, sc := offsets[i%len(offsets)], scales[i%len(scales)]
 		reduce := l.ReduceKernel
@@ -106,12 +108,16 @@ func gemmEmuCases() []gemmEmuCase {
 		if tf32 {
 			tf = 1
 		}
-		line := fmt.Sprintf("%s %d %d %d %d %d %s %d %d %d %d %d %d %d %g %g %d %d %d %d",
+		line := fmt.Sprintf("%s %d %d %d %d %d %s %d %d %d %d %d %d %d %d %g %g %d %d %d %d %d %d %d %d %d",
 			l.Kernel, l.Grid[0], l.Grid[1], l.Grid[2], l.Block[0], l.WorkspaceFloats, reduce,
-			l.ReduceGrid[0], l.ReduceBlock[0], b2i(ta), b2i(tb), m, n, k, sc[0], sc[1], off[0], off[1], off[2], tf)
-		desc := fmt.Sprintf("%s m=%d n=%d k=%d %s splits=%d alpha=%g beta=%g offsets=%v",
-			what, m, n, k, l.Kernel, l.Splits, sc[0], sc[1], off)
+			l.ReduceGrid[0], l.ReduceGrid[1], l.ReduceBlock[0], b2i(ta), b2i(tb), m, n, k, sc[0], sc[1],
+			off[0], off[1], off[2], tf, l.Batch, l.Splits, str[0], str[1], str[2])
+		desc := fmt.Sprintf("%s m=%d n=%d k=%d batch=%d strides=%v %s splits=%d alpha=%g beta=%g offsets=%v",
+			what, m, n, k, l.Batch, str, l.Kernel, l.Splits, sc[0], sc[1], off)
 		cases = append(cases, gemmEmuCase{desc, line})
+	}
+	add := func(what string, l GemmLaunch, ta, tb bool, m, n, k int, tf32 bool) {
+		addBatched(what, l, ta, tb, m, n, k, tf32, [3]int{})
 	}
 	for _, s := range shapes {
 		m, n, k := s[0], s[1], s[2]
@@ -130,7 +136,74 @@ func gemmEmuCases() []gemmEmuCase {
 		add("plan", PlanGemm(ta, tb, 64, 784, 128, false, 90), ta, tb, 64, 784, 128, false)
 		add("tf32/2", planGemmWith(familyTF32, ta, tb, 40, 136, 100, 2), ta, tb, 40, 136, 100, true)
 	}
+	// Strided batches (GemmBatched): packed, with gaps (odd strides, so
+	// entries are misaligned in turn), one operand shared (stride 0), as
+	// planned and with each family forced, split-K included.
+	type bshape struct{ m, n, k, batch int }
+	bshapes := []bshape{{3, 5, 7, 3}, {17, 33, 9, 2}, {65, 63, 130, 3}, {33, 33, 16, 4}}
+	for si, bs := range bshapes {
+		m, n, k, batch := bs.m, bs.n, bs.k, bs.batch
+		strides := [][3]int{
+			{m * k, k * n, m * n},       // packed
+			{m*k + 1, k*n + 3, m*n + 5}, // gaps
+			{0, k * n, m*n + 2},         // A shared
+			{m*k + 4, 0, m * n},         // B shared
+		}
+		for ti, tr := range trans {
+			ta, tb := tr[0], tr[1]
+			str := strides[(si+ti)%len(strides)]
+			addBatched("batched/plan", PlanGemmBatched(ta, tb, m, n, k, batch, false, 90), ta, tb, m, n, k, false, str)
+			addBatched("batched/big", planGemmBatchedWith(familyBig, ta, tb, m, n, k, batch, 1), ta, tb, m, n, k, false, str)
+			addBatched("batched/small/2", planGemmBatchedWith(familySmall, ta, tb, m, n, k, batch, effectiveSplits(k, 2, familySmall.tileK)),
+				ta, tb, m, n, k, false, strides[(si+ti+1)%len(strides)])
+			addBatched("batched/tf32", planGemmBatchedWith(familyTF32, ta, tb, m, n, k, batch, 1), ta, tb, m, n, k, true, str)
+		}
+	}
+	// Small products with deep k: PlanGemmBatched splits them.
+	for _, tr := range trans {
+		ta, tb := tr[0], tr[1]
+		addBatched("batched/plan-split", PlanGemmBatched(ta, tb, 16, 24, 300, 2, false, 90), ta, tb, 16, 24, 300, false,
+			[3]int{16*300 + 1, 0, 16*24 + 3})
+	}
 	return cases
+}
+
+// TestPlanGemmBatched checks the batched plans: gridDim.z is batch·splits
+// within the launch limit, the workspace holds every entry's partials and
+// the reduction has one grid row per entry, and batches are split only when
+// they give few blocks.
+func TestPlanGemmBatched(t *testing.T) {
+	for _, batch := range []int{1, 2, 3, 48, 1000, MaxGemmBatch} {
+		for _, sh := range [][3]int{{1, 1, 1}, {16, 24, 300}, {256, 256, 64}, {256, 64, 256}, {7, 5, 4096}} {
+			for _, tf := range []bool{false, true} {
+				m, n, k := sh[0], sh[1], sh[2]
+				l := PlanGemmBatched(false, true, m, n, k, batch, tf, 90)
+				what := fmt.Sprintf("batch %d of %v tf32=%v: %s grid %v splits %d", batch, sh, tf, l.Kernel, l.Grid, l.Splits)
+				if l.Batch != batch || int(l.Grid[2]) != batch*l.Splits || l.Grid[2] > MaxGemmBatch {
+					t.Errorf("%s: gridDim.z is not batch·splits ≤ %d", what, MaxGemmBatch)
+				}
+				if l.Splits > 1 {
+					if l.WorkspaceFloats != batch*l.Splits*m*n || l.ReduceGrid[1] != uint32(batch) {
+						t.Errorf("%s: workspace %d, reduce grid %v", what, l.WorkspaceFloats, l.ReduceGrid)
+					}
+					if blocks := int(l.Grid[0]*l.Grid[1]) * batch; blocks >= gemmTargetBlocks/2 {
+						t.Errorf("%s: split although the batch gives %d blocks", what, blocks)
+					}
+				} else if l.WorkspaceFloats != 0 || l.ReduceKernel != "" {
+					t.Errorf("%s: unsplit plan with a workspace or reduction", what)
+				}
+				if batch == 1 {
+					if p := PlanGemm(false, true, m, n, k, tf, 90); p != l {
+						t.Errorf("%s: PlanGemm gives %+v", what, p)
+					}
+				}
+			}
+		}
+	}
+	// The attention shape fills the GPU with the 128×128 kernel.
+	if l := PlanGemmBatched(false, true, 256, 256, 64, 48, false, 90); l.Kernel != "kiln_sgemm_nt" || l.Splits != 1 {
+		t.Errorf("48 × 256×256×64: %s with %d splits, want kiln_sgemm_nt unsplit", l.Kernel, l.Splits)
+	}
 }
 
 func b2i(b bool) int {

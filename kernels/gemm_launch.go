@@ -2,23 +2,26 @@ package kernels
 
 // Launch planning for the matrix-product kernels of gemm.cu.
 //
-// Every GEMM kernel computes C = alpha·op(A)·op(B) + beta·C, row-major and
-// contiguous, op(A) m×k, op(B) k×n, C m×n (see gemm.cu), and takes its
-// arguments in this order:
+// Every GEMM kernel computes C_i = alpha·op(A_i)·op(B_i) + beta·C_i for the
+// Batch entries i of a strided batch, each row-major and contiguous, op(A)
+// m×k, op(B) k×n, C m×n (see gemm.cu), with A_i = A + i·sA, B_i = B + i·sB
+// and C_i = C + i·sC (element strides; Gemm is Batch = 1 with strides 0),
+// and takes its arguments in this order:
 //
-//	(m, n, k int32, alpha float32, A, B devptr, beta float32, C devptr)
+//	(m, n, k int32, alpha float32, A devptr, sA int64, B devptr, sB int64,
+//	 beta float32, C devptr, sC int64, splits int32)
 //
 // A plain plan (Splits == 1, WorkspaceFloats == 0) is one launch:
 //
-//	Kernel<<<Grid, Block, SharedBytes>>>(m, n, k, alpha, A, B, beta, C)
+//	Kernel<<<Grid, Block, SharedBytes>>>(m, n, k, alpha, A, sA, B, sB, beta, C, sC, int32(1))
 //
 // A split-K plan (Splits > 1) needs a scratch buffer W of WorkspaceFloats
-// (= Splits·m·n) floats, which the caller provides (from its pool; it may
-// be reused once the second launch has been queued on the same stream), and
-// is two launches on one stream:
+// (= Batch·Splits·m·n) floats, which the caller provides (from its pool; it
+// may be reused once the second launch has been queued on the same stream),
+// and is two launches on one stream:
 //
-//	Kernel<<<Grid, Block, SharedBytes>>>(m, n, k, float32(1), A, B, float32(0), W)
-//	ReduceKernel<<<ReduceGrid, ReduceBlock, 0>>>(int32(m*n), int32(Splits), alpha, W, beta, C)
+//	Kernel<<<Grid, Block, SharedBytes>>>(m, n, k, float32(1), A, sA, B, sB, float32(0), W, int64(Splits*m*n), int32(Splits))
+//	ReduceKernel<<<ReduceGrid, ReduceBlock, 0>>>(int32(m*n), int32(Splits), alpha, W, beta, C, sC)
 //
 // The reduction sums the partial products in a fixed order: results are
 // deterministic. No kernel uses dynamic shared memory (SharedBytes is 0;
@@ -37,11 +40,14 @@ type GemmLaunch struct {
 	Grid, Block [3]uint32 // launch shape
 	SharedBytes uint32    // dynamic shared memory (always 0: kernels use static shared memory)
 
+	// Batch is the number of products (gridDim.z = Batch·Splits).
+	Batch int
+
 	// Split-K (zero values when not split).
-	Splits          int       // gridDim.z of Kernel; 1 when not split
-	WorkspaceFloats int       // floats of scratch W needed: Splits·m·n, or 0
+	Splits          int       // k slices per product; 1 when not split
+	WorkspaceFloats int       // floats of scratch W needed: Batch·Splits·m·n, or 0
 	ReduceKernel    string    // kiln_sgemm_splitk_reduce, or ""
-	ReduceGrid      [3]uint32 // launch shape of ReduceKernel
+	ReduceGrid      [3]uint32 // launch shape of ReduceKernel (y: the batch entry)
 	ReduceBlock     [3]uint32
 }
 
@@ -75,6 +81,9 @@ const (
 	splitMinK = 64
 	// maxSplits bounds the workspace (maxSplits·m·n floats).
 	maxSplits = 16
+	// MaxGemmBatch is the most products one launch computes: gridDim.z
+	// (batch·splits) and the reduction's gridDim.y are at most 65535.
+	MaxGemmBatch = 65535
 )
 
 // GemmKernelNames lists the GEMM kernels present in the PTX for compute
@@ -101,21 +110,29 @@ func GemmKernelNames(cc int) []string {
 // and m·n must fit in an int32, and m ≤ 65535·64 (gridDim.y counts tiles of
 // rows); k may be 0 (C = beta·C).
 func PlanGemm(transA, transB bool, m, n, k int, tf32 bool, cc int) GemmLaunch {
-	tiles128 := ceilDiv(m, 128) * ceilDiv(n, 128)
-	switch {
-	case tf32 && cc >= familyTF32.minCC && tiles128 >= 16 && k >= 64:
-		return planGemmWith(familyTF32, transA, transB, m, n, k, 1)
-	case tiles128 >= 128:
-		return planGemmWith(familyBig, transA, transB, m, n, k, 1)
-	}
-	return planGemmWith(familySmall, transA, transB, m, n, k, chooseSplits(m, n, k, familySmall))
+	return PlanGemmBatched(transA, transB, m, n, k, 1, tf32, cc)
 }
 
-// chooseSplits picks the split-K factor for family f: enough blocks for
-// about one wave when the output alone gives few, each slice at least
-// splitMinK deep, and no empty slice.
-func chooseSplits(m, n, k int, f gemmFamily) int {
-	tiles := ceilDiv(m, f.tileM) * ceilDiv(n, f.tileN)
+// PlanGemmBatched is PlanGemm for batch products of the same shape (one
+// launch, gridDim.z = batch·splits): the kernel is chosen by the blocks of
+// the whole batch, and split-K only when the batch gives few of them.
+// batch must be between 1 and MaxGemmBatch.
+func PlanGemmBatched(transA, transB bool, m, n, k, batch int, tf32 bool, cc int) GemmLaunch {
+	tiles128 := ceilDiv(m, 128) * ceilDiv(n, 128) * batch
+	switch {
+	case tf32 && cc >= familyTF32.minCC && tiles128 >= 16 && k >= 64:
+		return planGemmBatchedWith(familyTF32, transA, transB, m, n, k, batch, 1)
+	case tiles128 >= 128:
+		return planGemmBatchedWith(familyBig, transA, transB, m, n, k, batch, 1)
+	}
+	return planGemmBatchedWith(familySmall, transA, transB, m, n, k, batch, chooseSplits(m, n, k, batch, familySmall))
+}
+
+// chooseSplits picks the split-K factor for batch products with family f:
+// enough blocks for about one wave when the outputs alone give few, each
+// slice at least splitMinK deep, and no empty slice.
+func chooseSplits(m, n, k, batch int, f gemmFamily) int {
+	tiles := ceilDiv(m, f.tileM) * ceilDiv(n, f.tileN) * batch
 	if tiles >= gemmTargetBlocks/2 || k < 2*splitMinK {
 		return 1
 	}
@@ -137,22 +154,30 @@ func effectiveSplits(k, splits, tileK int) int {
 	return ceilDiv(k, splitChunk(k, splits, tileK))
 }
 
-// planGemmWith builds the plan for family f with the given split factor.
+// planGemmWith builds the plan of one product for family f with the given
+// split factor.
 func planGemmWith(f gemmFamily, transA, transB bool, m, n, k, splits int) GemmLaunch {
-	if splits < 1 {
+	return planGemmBatchedWith(f, transA, transB, m, n, k, 1, splits)
+}
+
+// planGemmBatchedWith builds the plan of batch products for family f with
+// the given split factor (lowered so that batch·splits ≤ MaxGemmBatch).
+func planGemmBatchedWith(f gemmFamily, transA, transB bool, m, n, k, batch, splits int) GemmLaunch {
+	if splits < 1 || batch*splits > MaxGemmBatch {
 		splits = 1
 	}
 	l := GemmLaunch{
 		Kernel: f.prefix + "_" + transSuffix(transA, transB),
-		Grid:   [3]uint32{uint32(ceilDiv(n, f.tileN)), uint32(ceilDiv(m, f.tileM)), uint32(splits)},
+		Grid:   [3]uint32{uint32(ceilDiv(n, f.tileN)), uint32(ceilDiv(m, f.tileM)), uint32(batch * splits)},
 		Block:  [3]uint32{uint32(f.threads), 1, 1},
+		Batch:  batch,
 		Splits: splits,
 	}
 	if splits > 1 {
 		mn := m * n
-		l.WorkspaceFloats = splits * mn
+		l.WorkspaceFloats = batch * splits * mn
 		l.ReduceKernel = SplitKReduceKernel
-		l.ReduceGrid = [3]uint32{uint32(min(ceilDiv(mn, reduceThreads), 65535)), 1, 1}
+		l.ReduceGrid = [3]uint32{uint32(min(ceilDiv(mn, reduceThreads), 65535)), uint32(batch), 1}
 		l.ReduceBlock = [3]uint32{reduceThreads, 1, 1}
 	}
 	return l

@@ -669,6 +669,13 @@ func emuActRef(act device.Activation, alpha, x float32) float32 {
 		return float32(0.5 * z * (1 + math.Erf(z*emuInvSqrt2)))
 	case device.GELUTanh:
 		return float32(0.5 * z * (1 + math.Tanh(emuSqrt2OverPi*(z+emuGeluC*z*z*z))))
+	case device.SiLU:
+		return float32(z * emuSigmoid64(z))
+	case device.ELU:
+		if x > 0 {
+			return x
+		}
+		return float32(float64(alpha) * math.Expm1(z))
 	}
 	return x
 }
@@ -708,6 +715,14 @@ func emuActGradRef(act device.Activation, alpha, src float32, fromY bool, dy flo
 		t := math.Tanh(emuSqrt2OverPi * (z + emuGeluC*z*z*z))
 		d := 0.5*(1+t) + 0.5*z*(1-t*t)*emuSqrt2OverPi*(1+3*emuGeluC*z*z)
 		return float32(g * d)
+	case device.SiLU:
+		s := emuSigmoid64(z)
+		return float32(g * s * (1 + z*(1-s)))
+	case device.ELU:
+		if src > 0 {
+			return dy
+		}
+		return float32(g * float64(alpha) * math.Exp(z))
 	}
 	return dy
 }
@@ -721,7 +736,8 @@ func (s *emuScript) actInputs(n int) []float32 {
 }
 
 func emuActivationCases(s *emuScript) {
-	acts := []device.Activation{device.Identity, device.ReLU, device.LeakyReLU, device.Tanh, device.Sigmoid, device.GELU, device.GELUTanh}
+	acts := []device.Activation{device.Identity, device.ReLU, device.LeakyReLU, device.Tanh, device.Sigmoid, device.GELU, device.GELUTanh,
+		device.SiLU, device.ELU}
 	sizes := []int{1, 7, 1000, 1037}
 	k := 0
 	for _, act := range acts {
@@ -731,6 +747,12 @@ func emuActivationCases(s *emuScript) {
 			alpha := float32(0.01)
 			if k%2 == 0 {
 				alpha = 0.2
+			}
+			if act == device.ELU {
+				alpha = 1 // PyTorch's default, and another value
+				if k%2 == 0 {
+					alpha = 0.5
+				}
 			}
 			exactFwd := act <= device.LeakyReLU
 			// Forward: activate_f32(act, alpha, x, y, n), out of place and in place.
@@ -769,7 +791,7 @@ func emuActivationCases(s *emuScript) {
 				case device.ReLU:
 					needX = xGiven || !yGiven
 					needY = !needX
-				case device.LeakyReLU, device.GELU, device.GELUTanh:
+				case device.LeakyReLU, device.GELU, device.GELUTanh, device.SiLU, device.ELU:
 					needX = true
 				case device.Tanh, device.Sigmoid:
 					needY = yGiven || !xGiven

@@ -1,64 +1,64 @@
 package nn
 
 import (
-	"errors"
 	"fmt"
-	"sort"
 	"strconv"
-	"strings"
 
 	"github.com/kilnml/kiln/device"
 )
 
-// Module is anything that maps a tensor to a tensor through graph ops and
-// may own parameters: a layer or a whole model. A new layer is written as
-// forward ops only; the graph derives its backward pass.
-type Module interface {
-	Forward(g *Graph, x *Tensor) (*Tensor, error)
-	Params() []*Param
-	// SetTraining switches training behaviour (dropout) on or off.
-	SetTraining(training bool)
-}
-
-// Layer is one entry of a Sequential: a Module that can say which spec
-// token it came from.
+// Layer is one entry of a Sequential built from a spec: a Module that can
+// say which spec token it came from.
 type Layer interface {
 	Module
 	Spec() LayerSpec
 }
 
-// Param is a learnable tensor with its PyTorch state_dict name
-// ("0.weight"). A model keeps all its parameters in one flat device buffer
-// and all its gradients in another; each Param's Value and Grad are views
-// at Offset, so an optimiser updates every parameter in one fused launch
-// and ZeroGrad is one Fill.
-type Param struct {
-	Name string
-	*Tensor
-	Offset int  // element offset in the model's flat buffers
-	Frozen bool // true: Backward leaves its gradient alone and optimisers skip it
-}
-
-// syncFrozen makes the tensor's requires-grad flag follow Frozen, so that
-// setting the field directly works as SetFrozen does.
-func (p *Param) syncFrozen() { p.Tensor.requiresGrad = !p.Frozen }
-
 // Linear is PyTorch's nn.Linear: y = x·Wᵀ + b with Weight [Out, In] and
-// Bias [Out].
+// Bias [Out] (nil without bias).
 type Linear struct {
 	In, Out      int
 	Weight, Bias *Param
 }
 
-// Forward is g.Linear(x, Weight, Bias).
-func (l *Linear) Forward(g *Graph, x *Tensor) (*Tensor, error) {
-	l.Weight.syncFrozen()
-	l.Bias.syncFrozen()
-	return g.Linear(x, l.Weight.Tensor, l.Bias.Tensor)
+// NewLinear declares a Linear layer from in to out features, with a bias
+// when bias is true, initialised as PyTorch initialises nn.Linear: weight
+// and bias U(−1/√in, 1/√in). Its parameters are placed by NewParamSet.
+func NewLinear(in, out int, bias bool) *Linear {
+	return newLinear(in, out, bias, DefaultInit(in), DefaultInit(in))
 }
 
-// Params returns the weight and the bias.
-func (l *Linear) Params() []*Param { return []*Param{l.Weight, l.Bias} }
+func newLinear(in, out int, bias bool, w, b ParamInit) *Linear {
+	l := &Linear{In: in, Out: out, Weight: NewParam("weight", w, out, in)}
+	if bias {
+		l.Bias = NewParam("bias", b, out)
+	}
+	return l
+}
+
+// Forward is g.Linear(x, Weight, Bias).
+func (l *Linear) Forward(g *Graph, x *Tensor) (*Tensor, error) {
+	w, err := g.Param(l.Weight)
+	if err != nil {
+		return nil, err
+	}
+	b, err := g.OptionalParam(l.Bias)
+	if err != nil {
+		return nil, err
+	}
+	return g.Linear(x, w, b)
+}
+
+// Children is empty: Linear has no submodules.
+func (l *Linear) Children() []Child { return nil }
+
+// OwnParams returns the weight and the bias (when there is one).
+func (l *Linear) OwnParams() []*Param {
+	if l.Bias == nil {
+		return []*Param{l.Weight}
+	}
+	return []*Param{l.Weight, l.Bias}
+}
 
 // SetTraining does nothing: Linear behaves the same in both modes.
 func (l *Linear) SetTraining(bool) {}
@@ -78,8 +78,11 @@ func (a *Activation) Forward(g *Graph, x *Tensor) (*Tensor, error) {
 	return g.Activate(a.Act, a.Alpha, x)
 }
 
-// Params is empty: activations have no parameters.
-func (a *Activation) Params() []*Param { return nil }
+// Children is empty.
+func (a *Activation) Children() []Child { return nil }
+
+// OwnParams is empty: activations have no parameters.
+func (a *Activation) OwnParams() []*Param { return nil }
 
 // SetTraining does nothing.
 func (a *Activation) SetTraining(bool) {}
@@ -95,8 +98,11 @@ type Softmax struct{}
 // Forward is g.Softmax(x).
 func (Softmax) Forward(g *Graph, x *Tensor) (*Tensor, error) { return g.Softmax(x) }
 
-// Params is empty.
-func (Softmax) Params() []*Param { return nil }
+// Children is empty.
+func (Softmax) Children() []Child { return nil }
+
+// OwnParams is empty.
+func (Softmax) OwnParams() []*Param { return nil }
 
 // SetTraining does nothing.
 func (Softmax) SetTraining(bool) {}
@@ -121,8 +127,11 @@ func (d *Dropout) Forward(g *Graph, x *Tensor) (*Tensor, error) {
 	return g.Dropout(x, d.P)
 }
 
-// Params is empty.
-func (d *Dropout) Params() []*Param { return nil }
+// Children is empty.
+func (d *Dropout) Children() []Child { return nil }
+
+// OwnParams is empty.
+func (d *Dropout) OwnParams() []*Param { return nil }
 
 // SetTraining turns the mask on (true) or off.
 func (d *Dropout) SetTraining(training bool) { d.Training = training }
@@ -130,19 +139,36 @@ func (d *Dropout) SetTraining(training bool) { d.Training = training }
 // Spec is the layer's spec token.
 func (d *Dropout) Spec() LayerSpec { return LayerSpec{Kind: DropoutLayer, P: d.P} }
 
-// Sequential is PyTorch's nn.Sequential: layers applied in order, each
-// taking one state_dict index, with every parameter a view into one flat
-// value buffer and every gradient a view into one flat gradient buffer.
+// Sequential is PyTorch's nn.Sequential: modules applied in order, child i
+// named "i" in state_dict names ("0.weight", "2.bias").
+//
+// A Sequential made by Build (from a spec) owns its ParamSet: its Flat,
+// ZeroGrad, StateDict, Free and friends act on it. One made by
+// NewSequential is a plain module; NewParamSet with it as the root
+// attaches the set to it, so those methods work there too.
 // A new model starts in training mode, as PyTorch's does.
 type Sequential struct {
-	dev    device.Device
-	spec   Spec
-	layers []Layer
-	params []*Param
-	byName map[string]*Param
-	values device.Buffer
-	grads  device.Buffer
-	n      int
+	modules  []Module
+	children []Child
+	spec     Spec
+	hasSpec  bool
+	ps       *ParamSet
+}
+
+// NewSequential chains modules; module i gets the name segment "i".
+func NewSequential(modules ...Module) *Sequential {
+	s := &Sequential{}
+	for _, m := range modules {
+		s.Append(m)
+	}
+	return s
+}
+
+// Append adds a module at the end, named by its index. Call it before
+// NewParamSet.
+func (m *Sequential) Append(mod Module) {
+	m.children = append(m.children, Child{Name: strconv.Itoa(len(m.modules)), Module: mod})
+	m.modules = append(m.modules, mod)
 }
 
 // Build allocates a model for spec s on dev and initialises its parameters
@@ -151,8 +177,9 @@ type Sequential struct {
 //
 // Random positions: parameter k (in state_dict order) draws its n_k values
 // from stream positions [pos_k, pos_k + n_k), with pos_0 = 0 and pos_{k+1}
-// = pos_k + n_k rounded up to a multiple of 4. Each tensor thus has its own
-// range of the stream, independent of the distribution of the others.
+// = pos_k + n_k rounded up to a multiple of 4 (NewParamSet's rule). Each
+// tensor thus has its own range of the stream, independent of the
+// distribution of the others.
 func Build(dev device.Device, s Spec, init Init, seed uint64) (*Sequential, error) {
 	if dev == nil {
 		return nil, fmt.Errorf("nn: Build: nil device")
@@ -160,184 +187,197 @@ func Build(dev device.Device, s Spec, init Init, seed uint64) (*Sequential, erro
 	if err := s.Validate(); err != nil {
 		return nil, fmt.Errorf("nn: Build: %w", err)
 	}
-	m := &Sequential{dev: dev, spec: Spec{In: s.In, Layers: append([]LayerSpec(nil), s.Layers...)}, byName: map[string]*Param{}}
+	m := &Sequential{spec: Spec{In: s.In, Layers: append([]LayerSpec(nil), s.Layers...)}, hasSpec: true}
 	width := s.In
-	for i, ls := range s.Layers {
+	linears := 0
+	for _, ls := range s.Layers {
 		switch ls.Kind {
 		case LinearLayer:
-			l := &Linear{In: width, Out: ls.Units}
-			idx := strconv.Itoa(i)
-			l.Weight = m.addParam(idx+".weight", ls.Units, width)
-			l.Bias = m.addParam(idx+".bias", ls.Units)
-			m.layers = append(m.layers, l)
+			wd, err := init.weightDraw(width, ls.Units)
+			if err != nil {
+				return nil, fmt.Errorf("nn: Build %s: %w", s, err)
+			}
+			bd, err := init.biasDraw(width)
+			if err != nil {
+				return nil, fmt.Errorf("nn: Build %s: %w", s, err)
+			}
+			m.Append(newLinear(width, ls.Units, true, wd.paramInit(), bd.paramInit()))
 			width = ls.Units
+			linears++
 		case ActivationLayer:
-			m.layers = append(m.layers, &Activation{Act: ls.Act, Alpha: ls.Alpha})
+			m.Append(&Activation{Act: ls.Act, Alpha: ls.Alpha})
 		case SoftmaxLayer:
-			m.layers = append(m.layers, Softmax{})
+			m.Append(Softmax{})
 		case DropoutLayer:
-			m.layers = append(m.layers, &Dropout{P: ls.P, Training: true})
+			m.Append(&Dropout{P: ls.P, Training: true})
 		}
 	}
-	if m.n == 0 {
+	if linears == 0 {
 		return nil, fmt.Errorf("nn: Build: model spec %s has no Linear layer, so no parameters; expected at least one width after the input", s)
 	}
-	var err error
-	if m.values, err = dev.Alloc(device.Float32, m.n); err != nil {
-		return nil, fmt.Errorf("nn: Build %s: parameters: %w", s, err)
-	}
-	if m.grads, err = dev.Alloc(device.Float32, m.n); err != nil {
-		_ = dev.Free(m.values)
-		return nil, fmt.Errorf("nn: Build %s: gradients: %w", s, err)
-	}
-	fail := func(err error) (*Sequential, error) {
-		_ = m.Free()
+	ps, err := NewParamSet(dev, m, seed)
+	if err != nil {
 		return nil, fmt.Errorf("nn: Build %s: %w", s, err)
 	}
-	for _, p := range m.params {
-		if p.val, err = dev.View(m.values, p.Offset, p.n); err != nil {
-			return fail(err)
-		}
-		if p.grad, err = dev.View(m.grads, p.Offset, p.n); err != nil {
-			return fail(err)
-		}
-	}
-	if err := m.initParams(init, seed); err != nil {
-		return fail(err)
-	}
+	m.ps = ps
 	return m, nil
 }
 
-func (m *Sequential) addParam(name string, shape ...int) *Param {
-	p := &Param{Name: name, Tensor: &Tensor{dev: m.dev, requiresGrad: true, accumulate: true}, Offset: m.n}
-	_ = p.setShape(shape) // widths were validated
-	m.n += p.n
-	m.params = append(m.params, p)
-	m.byName[name] = p
-	return p
-}
-
-// initParams draws every parameter as Build documents.
-func (m *Sequential) initParams(init Init, seed uint64) error {
-	var pos uint64
-	for _, l := range m.layers {
-		lin, ok := l.(*Linear)
-		if !ok {
-			continue
-		}
-		wd, err := init.weightDraw(lin.In, lin.Out)
-		if err != nil {
-			return err
-		}
-		bd, err := init.biasDraw(lin.In)
-		if err != nil {
-			return err
-		}
-		for _, pd := range [2]struct {
-			p *Param
-			d draw
-		}{{lin.Weight, wd}, {lin.Bias, bd}} {
-			if err := pd.d.apply(m.dev, pd.p.val, pd.p.n, seed, pos); err != nil {
-				return fmt.Errorf("initialising %s: %w", pd.p.Name, err)
-			}
-			pos += uint64(pd.p.n+3) &^ 3
-		}
+// paramInit is the ParamInit drawing what d draws.
+func (d draw) paramInit() ParamInit {
+	switch {
+	case d.zero:
+		return ZerosInit()
+	case d.normal:
+		return NormalInit(d.a, d.b)
 	}
-	return nil
+	return UniformInit(d.a, d.b)
 }
 
-// Forward applies the layers in order.
+// Forward applies the modules in order.
 func (m *Sequential) Forward(g *Graph, x *Tensor) (*Tensor, error) {
-	if m.values == nil {
+	if m.ps != nil && m.ps.freed {
 		return nil, fmt.Errorf("nn: Forward: the model was freed")
 	}
 	var err error
-	for i, l := range m.layers {
+	for i, l := range m.modules {
 		if x, err = l.Forward(g, x); err != nil {
-			return nil, fmt.Errorf("layer %d (%s): %w", i, l.Spec(), err)
+			if ly, ok := l.(Layer); ok {
+				return nil, fmt.Errorf("layer %d (%s): %w", i, ly.Spec(), err)
+			}
+			return nil, fmt.Errorf("module %d (%T): %w", i, l, err)
 		}
 	}
 	return x, nil
 }
 
-// Params lists the parameters in state_dict order (and flat-buffer order).
-// The slice is the model's own: do not modify it.
-func (m *Sequential) Params() []*Param { return m.params }
+// Children lists the modules, named "0", "1", …
+func (m *Sequential) Children() []Child { return m.children }
 
-// Param returns the parameter with the given state_dict name, or nil.
-func (m *Sequential) Param(name string) *Param { return m.byName[name] }
+// OwnParams is empty: a Sequential's parameters belong to its modules.
+func (m *Sequential) OwnParams() []*Param { return nil }
 
-// Layers lists the layers, one per state_dict index.
-func (m *Sequential) Layers() []Layer { return m.layers }
-
-// SetTraining switches every layer (dropout) between training and
-// evaluation mode, like PyTorch's model.train() / model.eval().
+// SetTraining switches every module below the Sequential (dropout) between
+// training and evaluation mode, like PyTorch's model.train() /
+// model.eval(). (It applies to the whole subtree, as it always has, so
+// calling it on a Sequential alone is enough.)
 func (m *Sequential) SetTraining(training bool) {
-	for _, l := range m.layers {
-		l.SetTraining(training)
+	for _, c := range m.children {
+		SetTraining(c.Module, training)
 	}
 }
 
-// Spec is the architecture the model was built from.
+// Modules lists the modules in order. The slice is the model's own.
+func (m *Sequential) Modules() []Module { return m.modules }
+
+// Layers lists the modules that are spec layers (all of them for a model
+// made by Build), one per state_dict index.
+func (m *Sequential) Layers() []Layer {
+	out := make([]Layer, 0, len(m.modules))
+	for _, mod := range m.modules {
+		if l, ok := mod.(Layer); ok {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// ParamSet is the model's parameter arena: the one Build made, or the one
+// NewParamSet attached; nil before that.
+func (m *Sequential) ParamSet() *ParamSet {
+	if m == nil {
+		return nil
+	}
+	return m.ps
+}
+
+// set returns the ParamSet or an error saying there is none.
+func (m *Sequential) set(op string) (*ParamSet, error) {
+	if m.ps == nil {
+		return nil, fmt.Errorf("nn: %s: the Sequential has no ParamSet yet (build it with Build, or call NewParamSet with it as the root)", op)
+	}
+	return m.ps, nil
+}
+
+// Params lists the parameters in state_dict order (and flat-buffer order).
+// The slice is the model's own: do not modify it.
+func (m *Sequential) Params() []*Param {
+	if m.ps == nil {
+		return NamedParams(m)
+	}
+	return m.ps.Params()
+}
+
+// Param returns the parameter with the given state_dict name, or nil.
+func (m *Sequential) Param(name string) *Param {
+	if m.ps == nil {
+		return nil
+	}
+	return m.ps.Lookup(name)
+}
+
+// Spec is the architecture the model was built from (the zero Spec for a
+// Sequential made by NewSequential).
 func (m *Sequential) Spec() Spec { return m.spec }
 
-// Device is the device holding the model's parameters.
-func (m *Sequential) Device() device.Device { return m.dev }
+// HasSpec reports whether the model was built from a spec (Build, Load).
+func (m *Sequential) HasSpec() bool { return m.hasSpec }
+
+// Device is the device holding the model's parameters (nil before a
+// ParamSet is attached).
+func (m *Sequential) Device() device.Device {
+	if m.ps == nil {
+		return nil
+	}
+	return m.ps.dev
+}
 
 // NumParams is the total number of parameters (the flat buffers' length).
-func (m *Sequential) NumParams() int { return m.n }
+func (m *Sequential) NumParams() int {
+	if m.ps == nil {
+		return 0
+	}
+	return m.ps.n
+}
 
 // Flat returns the whole flat parameter and gradient buffers (NumParams
 // elements each; Param.Offset locates each parameter).
-func (m *Sequential) Flat() (values, grads device.Buffer) { return m.values, m.grads }
+func (m *Sequential) Flat() (values, grads device.Buffer) {
+	if m.ps == nil {
+		return nil, nil
+	}
+	return m.ps.Flat()
+}
 
 // ZeroGrad sets every gradient to zero with one Fill over the flat
 // gradient buffer. Call it before each step's Backward, which accumulates.
 func (m *Sequential) ZeroGrad() error {
-	if m.grads == nil {
+	ps, err := m.set("ZeroGrad")
+	if err != nil {
+		return err
+	}
+	if ps.freed {
 		return fmt.Errorf("nn: ZeroGrad: the model was freed")
 	}
-	return m.dev.Fill(m.grads, m.n, 0)
+	return ps.ZeroGrad()
 }
 
 // SetFrozen freezes the named parameters (frozen true) or unfreezes them,
-// for fine-tuning: a frozen parameter gets no gradient and optimisers skip
-// it. Unknown names are an error listing the known ones, and then nothing
-// is changed.
+// for fine-tuning: see ParamSet.SetFrozen. Setting Param.Frozen directly
+// works too.
 func (m *Sequential) SetFrozen(frozen bool, names ...string) error {
-	var unknown []string
-	for _, n := range names {
-		if m.byName[n] == nil {
-			unknown = append(unknown, strconv.Quote(n))
-		}
+	ps, err := m.set("SetFrozen")
+	if err != nil {
+		return err
 	}
-	if len(unknown) > 0 {
-		known := make([]string, 0, len(m.params))
-		for _, p := range m.params {
-			known = append(known, p.Name)
-		}
-		sort.Strings(known)
-		return fmt.Errorf("nn: SetFrozen: unknown parameter(s) %s; the model has %s", strings.Join(unknown, ", "), strings.Join(known, ", "))
-	}
-	for _, n := range names {
-		p := m.byName[n]
-		p.Frozen = frozen
-		p.syncFrozen()
-	}
-	return nil
+	return ps.SetFrozen(frozen, names...)
 }
 
-// Free returns the flat buffers to the device; the model is unusable
+// Free returns the model's ParamSet to the device; the model is unusable
 // afterwards. Freeing twice is harmless.
 func (m *Sequential) Free() error {
-	var errs []error
-	for _, b := range []device.Buffer{m.values, m.grads} {
-		if b != nil {
-			if err := m.dev.Free(b); err != nil {
-				errs = append(errs, err)
-			}
-		}
+	if m.ps == nil {
+		return nil
 	}
-	m.values, m.grads = nil, nil
-	return errors.Join(errs...)
+	return m.ps.Free()
 }

@@ -41,8 +41,8 @@ func TestSequentialStateDictNames(t *testing.T) {
 	off := 0
 	for i, w := range want {
 		p := ps[i]
-		if p.Name != w.name || !slices.Equal(p.Shape(), w.shape) || p.Offset != off {
-			t.Errorf("param %d: %s %v at %d, expected %s %v at %d", i, p.Name, p.Shape(), p.Offset, w.name, w.shape, off)
+		if p.Name != w.name || !slices.Equal(p.Shape, w.shape) || p.Offset != off {
+			t.Errorf("param %d: %s %v at %d, expected %s %v at %d", i, p.Name, p.Shape, p.Offset, w.name, w.shape, off)
 		}
 		off += p.Len()
 	}

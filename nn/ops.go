@@ -17,11 +17,29 @@ const (
 	opMul
 	opScale
 	opLoss
+	// ops beyond MLPs (ops_shape.go, ops_conv.go, ops_norm.go, ops_embed.go, ops_attn.go)
+	opView
+	opNarrow
+	opPermute
+	opAddBroadcast
+	opConv2d
+	opMaxPool2d
+	opAvgPool2d
+	opAdaptiveAvgPool2d
+	opBatchNorm
+	opLayerNorm
+	opEmbedding
+	opBatchedMatMul
+	opSoftmaxMasked
 )
 
 var opNames = [...]string{
 	opLinear: "Linear", opActivate: "Activate", opSoftmax: "Softmax", opDropout: "Dropout",
 	opAdd: "Add", opMul: "Mul", opScale: "Scale", opLoss: "Loss",
+	opView: "View", opNarrow: "Narrow", opPermute: "Permute", opAddBroadcast: "AddBroadcast",
+	opConv2d: "Conv2d", opMaxPool2d: "MaxPool2d", opAvgPool2d: "AvgPool2d", opAdaptiveAvgPool2d: "AdaptiveAvgPool2d",
+	opBatchNorm: "BatchNorm", opLayerNorm: "LayerNorm", opEmbedding: "Embedding",
+	opBatchedMatMul: "BatchedMatMul", opSoftmaxMasked: "SoftmaxMasked",
 }
 
 func (k opKind) String() string {
@@ -43,6 +61,7 @@ type op struct {
 	buf   device.Buffer // dropout mask, or the loss gradient
 	rows  int
 	cols  int
+	ext   opExt // fields of the ops beyond MLPs (ops_shape.go)
 }
 
 func (g *Graph) record(o op) { g.tape = append(g.tape, o) }
@@ -194,6 +213,9 @@ func (o *op) backward(g *Graph) error {
 		}
 	case opLoss:
 		return o.lossBackward(g)
+	case opView, opNarrow, opPermute, opAddBroadcast, opConv2d, opMaxPool2d, opAvgPool2d, opAdaptiveAvgPool2d,
+		opBatchNorm, opLayerNorm, opEmbedding, opBatchedMatMul, opSoftmaxMasked:
+		return o.backwardExt(g)
 	}
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -25,10 +24,45 @@ const SpecKey = "kiln.spec"
 // without limit.
 const maxHeader = 100 << 20
 
-// HostTensor is a float32 tensor in host memory, row-major.
+// HostDType is the element type of a HostTensor.
+type HostDType uint8
+
+// The host dtypes. Float tensors of every width a file may hold (F16,
+// BF16, F64) are converted to F32 when read.
+const (
+	// HostF32 is float32, in Data (the zero value).
+	HostF32 HostDType = iota
+	// HostI64 is int64, in Int64 (BatchNorm's num_batches_tracked).
+	HostI64
+)
+
+// String is the safetensors name of the dtype ("F32", "I64").
+func (d HostDType) String() string {
+	switch d {
+	case HostF32:
+		return "F32"
+	case HostI64:
+		return "I64"
+	}
+	return fmt.Sprintf("HostDType(%d)", uint8(d))
+}
+
+// HostTensor is a tensor in host memory, row-major: float32 values in
+// Data (DType HostF32, the zero value) or int64 values in Int64 (HostI64).
+// A scalar has shape [] and one value.
 type HostTensor struct {
 	Shape []int
+	DType HostDType
 	Data  []float32
+	Int64 []int64
+}
+
+// count is the number of values the tensor holds for its dtype.
+func (t HostTensor) count() int {
+	if t.DType == HostI64 {
+		return len(t.Int64)
+	}
+	return len(t.Data)
 }
 
 // StateDict is a checkpoint in host memory: named tensors with PyTorch
@@ -50,19 +84,22 @@ func (sd *StateDict) where() string {
 }
 
 // StateDict copies the model's parameters to the host, in state_dict
-// order, with the spec under SpecKey in Metadata.
+// order, with the spec under SpecKey in Metadata (for a model built from
+// a spec).
 func (m *Sequential) StateDict() (*StateDict, error) {
-	if m.values == nil {
+	ps, err := m.set("StateDict")
+	if err != nil {
+		return nil, err
+	}
+	if ps.freed {
 		return nil, fmt.Errorf("nn: StateDict: the model was freed")
 	}
-	flat := make([]float32, m.n)
-	if err := m.dev.ReadF32(flat, m.values, 0); err != nil {
-		return nil, fmt.Errorf("nn: StateDict: %w", err)
+	sd, err := ps.StateDict()
+	if err != nil {
+		return nil, err
 	}
-	sd := &StateDict{Tensors: map[string]HostTensor{}, Metadata: map[string]string{SpecKey: m.spec.String()}}
-	for _, p := range m.params {
-		sd.Names = append(sd.Names, p.Name)
-		sd.Tensors[p.Name] = HostTensor{Shape: slices.Clone(p.shape), Data: flat[p.Offset : p.Offset+p.n : p.Offset+p.n]}
+	if m.hasSpec {
+		sd.Metadata[SpecKey] = m.spec.String()
 	}
 	return sd, nil
 }
@@ -176,15 +213,18 @@ func EncodeSafetensors(sd *StateDict) ([]byte, error) {
 			}
 			count *= d
 		}
-		if count != len(t.Data) {
-			return nil, fmt.Errorf("tensor %q: shape %v holds %d values, data has %d", n, t.Shape, count, len(t.Data))
+		if t.DType != HostF32 && t.DType != HostI64 {
+			return nil, fmt.Errorf("tensor %q: unknown dtype %s", n, t.DType)
+		}
+		if count != t.count() {
+			return nil, fmt.Errorf("tensor %q: shape %v holds %d values, data has %d", n, t.Shape, count, t.count())
 		}
 		if i > 0 || len(sd.Metadata) > 0 {
 			h.WriteByte(',')
 		}
 		key, _ := json.Marshal(n)
 		h.Write(key)
-		h.WriteString(`:{"dtype":"F32","shape":[`)
+		h.WriteString(`:{"dtype":"` + t.DType.String() + `","shape":[`)
 		for j, d := range t.Shape {
 			if j > 0 {
 				h.WriteByte(',')
@@ -194,7 +234,7 @@ func EncodeSafetensors(sd *StateDict) ([]byte, error) {
 		h.WriteString(`],"data_offsets":[`)
 		h.WriteString(strconv.Itoa(off))
 		h.WriteByte(',')
-		off += 4 * count
+		off += t.DType.size() * count
 		h.WriteString(strconv.Itoa(off))
 		h.WriteString("]}")
 	}
@@ -206,15 +246,22 @@ func EncodeSafetensors(sd *StateDict) ([]byte, error) {
 	binary.LittleEndian.PutUint64(out, uint64(h.Len()))
 	out = append(out, h.Bytes()...)
 	for _, n := range names {
-		for _, v := range sd.Tensors[n].Data {
+		t := sd.Tensors[n]
+		if t.DType == HostI64 {
+			for _, v := range t.Int64 {
+				out = binary.LittleEndian.AppendUint64(out, uint64(v))
+			}
+			continue
+		}
+		for _, v := range t.Data {
 			out = binary.LittleEndian.AppendUint32(out, math.Float32bits(v))
 		}
 	}
 	return out, nil
 }
 
-// LoadSafetensors reads a safetensors file into host memory. Every tensor
-// must be F32. A truncated or corrupt file gives an error naming the file
+// LoadSafetensors reads a safetensors file into host memory (dtypes as
+// DecodeSafetensors reads them). A truncated or corrupt file gives an error naming the file
 // and what is wrong with it, never a panic.
 func LoadSafetensors(path string) (*StateDict, error) {
 	data, err := os.ReadFile(path)
@@ -236,7 +283,11 @@ type tensorHeader struct {
 }
 
 // DecodeSafetensors parses a safetensors file held in memory (see
-// LoadSafetensors). Only F32 tensors are accepted.
+// LoadSafetensors). F32 tensors are read as they are; F16, BF16 and F64
+// tensors are converted to float32 (F16 and BF16 exactly, with their
+// subnormals, infinities and NaNs; F64 rounded to nearest even), so that
+// the published half-precision checkpoints load; I64 tensors are read
+// into Int64. Other dtypes are an error naming the tensor.
 func DecodeSafetensors(data []byte) (*StateDict, error) {
 	if len(data) < 8 {
 		return nil, fmt.Errorf("truncated: %d bytes, expected at least 8 (the header length)", len(data))
@@ -275,8 +326,9 @@ func DecodeSafetensors(data []byte) (*StateDict, error) {
 		if err := dec.Decode(&th); err != nil {
 			return nil, fmt.Errorf("tensor %q: bad header entry: %w", name, err)
 		}
-		if th.DType != "F32" {
-			return nil, fmt.Errorf("tensor %q: dtype %q, expected \"F32\" (kiln stores float32)", name, th.DType)
+		size, ok := dtypeSize[th.DType]
+		if !ok {
+			return nil, fmt.Errorf("tensor %q: dtype %q, expected \"F32\", \"F16\", \"BF16\", \"F64\" (read as float32) or \"I64\"", name, th.DType)
 		}
 		if len(th.DataOffsets) != 2 {
 			return nil, fmt.Errorf("tensor %q: data_offsets has %d values, expected 2 [begin, end]", name, len(th.DataOffsets))
@@ -298,15 +350,10 @@ func DecodeSafetensors(data []byte) (*StateDict, error) {
 			}
 			count *= uint64(d)
 		}
-		if count > uint64(len(body)) || count*4 != end-start {
-			return nil, fmt.Errorf("tensor %q: shape %v needs %d bytes of F32, data_offsets [%d, %d] give %d", name, th.Shape, count*4, start, end, end-start)
+		if count > uint64(len(body)) || count*size != end-start {
+			return nil, fmt.Errorf("tensor %q: shape %v needs %d bytes of %s, data_offsets [%d, %d] give %d", name, th.Shape, count*size, th.DType, start, end, end-start)
 		}
-		vals := make([]float32, count)
-		b := body[start:end]
-		for i := range vals {
-			vals[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-		}
-		sd.Tensors[name] = HostTensor{Shape: shape, Data: vals}
+		sd.Tensors[name] = decodeTensor(th.DType, shape, body[start:end], int(count))
 		spans = append(spans, span{name, start, end})
 	}
 	sort.Slice(spans, func(i, j int) bool {
@@ -327,50 +374,18 @@ func DecodeSafetensors(data []byte) (*StateDict, error) {
 // LoadState copies a state dict into the model's parameters. Names must
 // match exactly (PyTorch's strict loading): a missing tensor, an unexpected
 // one or a wrong shape is an error naming the file, the tensor and the
-// expected shape, and then nothing is changed.
+// expected shape, and then nothing is changed (ParamSet.LoadStateDict with
+// Strict).
 func (m *Sequential) LoadState(sd *StateDict) error {
-	if m.values == nil {
+	ps, err := m.set("LoadState")
+	if err != nil {
+		return err
+	}
+	if ps.freed {
 		return fmt.Errorf("nn: LoadState: the model was freed")
 	}
-	if sd == nil {
-		return fmt.Errorf("nn: LoadState: nil state dict")
-	}
-	var errs []error
-	for _, p := range m.params {
-		t, ok := sd.Tensors[p.Name]
-		if !ok {
-			errs = append(errs, fmt.Errorf("missing tensor %q (expected shape %v for model %s)", p.Name, p.shape, m.spec))
-			continue
-		}
-		if !slices.Equal(t.Shape, p.shape) {
-			errs = append(errs, fmt.Errorf("tensor %q has shape %v, expected %v for model %s", p.Name, t.Shape, p.shape, m.spec))
-			continue
-		}
-		if len(t.Data) != p.n {
-			errs = append(errs, fmt.Errorf("tensor %q has %d values, expected %d", p.Name, len(t.Data), p.n))
-		}
-	}
-	var extra []string
-	for n := range sd.Tensors {
-		if m.byName[n] == nil {
-			extra = append(extra, strconv.Quote(n))
-		}
-	}
-	if len(extra) > 0 {
-		sort.Strings(extra)
-		errs = append(errs, fmt.Errorf("unexpected tensor(s) %v not in model %s", extra, m.spec))
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("nn: loading %s: %w", sd.where(), errors.Join(errs...))
-	}
-	flat := make([]float32, m.n)
-	for _, p := range m.params {
-		copy(flat[p.Offset:p.Offset+p.n], sd.Tensors[p.Name].Data)
-	}
-	if err := m.dev.WriteF32(m.values, 0, flat); err != nil {
-		return fmt.Errorf("nn: loading %s: %w", sd.where(), err)
-	}
-	return nil
+	_, err = ps.LoadStateDict(sd, LoadOptions{Strict: true})
+	return err
 }
 
 // Load rebuilds a model from a checkpoint alone: the spec from its
@@ -399,3 +414,68 @@ func Load(dev device.Device, path string) (*Sequential, *StateDict, error) {
 	}
 	return m, sd, nil
 }
+
+// dtypeSize is the byte width of each file dtype the decoder reads.
+var dtypeSize = map[string]uint64{"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8}
+
+// size is the byte width of a host dtype in a file.
+func (d HostDType) size() int {
+	if d == HostI64 {
+		return 8
+	}
+	return 4
+}
+
+// decodeTensor converts count little-endian values of dtype dt (validated
+// by the caller, len(b) = count × size) to a host tensor.
+func decodeTensor(dt string, shape []int, b []byte, count int) HostTensor {
+	if dt == "I64" {
+		v := make([]int64, count)
+		for i := range v {
+			v[i] = int64(binary.LittleEndian.Uint64(b[8*i:]))
+		}
+		return HostTensor{Shape: shape, DType: HostI64, Int64: v}
+	}
+	v := make([]float32, count)
+	switch dt {
+	case "F32":
+		for i := range v {
+			v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		}
+	case "F16":
+		for i := range v {
+			v[i] = F16ToF32(binary.LittleEndian.Uint16(b[2*i:]))
+		}
+	case "BF16":
+		for i := range v {
+			v[i] = BF16ToF32(binary.LittleEndian.Uint16(b[2*i:]))
+		}
+	case "F64":
+		for i := range v {
+			v[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:])))
+		}
+	}
+	return HostTensor{Shape: shape, Data: v}
+}
+
+// F16ToF32 converts IEEE 754 binary16 bits to float32, exactly: every
+// half value (subnormals included) is a float32; infinities stay
+// infinite and NaNs stay NaN with their payload.
+func F16ToF32(h uint16) float32 {
+	sign := uint32(h>>15) << 31
+	exp := uint32(h>>10) & 0x1f
+	mant := uint32(h) & 0x3ff
+	switch exp {
+	case 0:
+		// Zero or subnormal: mant · 2⁻²⁴, exact in float32.
+		v := float32(mant) * (1.0 / (1 << 24))
+		return math.Float32frombits(sign | math.Float32bits(v))
+	case 0x1f:
+		return math.Float32frombits(sign | 0xff<<23 | mant<<13)
+	}
+	return math.Float32frombits(sign | (exp+127-15)<<23 | mant<<13)
+}
+
+// BF16ToF32 converts bfloat16 bits to float32: bfloat16 is the top half
+// of a float32, so the conversion is a shift.
+func BF16ToF32(b uint16) float32 { return math.Float32frombits(uint32(b) << 16) }

@@ -121,7 +121,7 @@ func TestDecodeSafetensorsErrors(t *testing.T) {
 		{"header past end", header(`{}`, nil)[:9], "truncated: the header says 2 bytes"},
 		{"huge header", binary.LittleEndian.AppendUint64(nil, 1<<62), "exceeds the limit"},
 		{"not json", header(`{"a":`, nil), "not a JSON object"},
-		{"dtype", header(`{"w":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}}`, f32x2), `tensor "w": dtype "F16", expected "F32"`},
+		{"dtype", header(`{"w":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}`, f32x2), `tensor "w": dtype "U8", expected "F32"`},
 		{"offsets count", header(`{"w":{"dtype":"F32","shape":[2],"data_offsets":[0]}}`, f32x2), "data_offsets has 1 values"},
 		{"offsets past end", header(`{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}`, f32x2), "outside the 8 data bytes"},
 		{"shape vs size", header(`{"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}`, f32x2), "shape [3] needs 12 bytes"},

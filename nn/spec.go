@@ -28,7 +28,7 @@ type LayerSpec struct {
 	Kind  LayerKind
 	Units int               // LinearLayer: output width
 	Act   device.Activation // ActivationLayer
-	Alpha float32           // ActivationLayer with LeakyReLU: negative slope
+	Alpha float32           // ActivationLayer with LeakyReLU: negative slope; with ELU: alpha
 	P     float32           // DropoutLayer: drop probability
 }
 
@@ -47,12 +47,17 @@ type Spec struct {
 // PyTorch's default.
 const DefaultLeakySlope = 0.01
 
+// DefaultELUAlpha is the alpha of "elu" without a number, PyTorch's
+// default.
+const DefaultELUAlpha = 1.0
+
 var activationTokens = map[string]device.Activation{
 	"relu": device.ReLU, "tanh": device.Tanh, "sigmoid": device.Sigmoid,
 	"gelu": device.GELU, "gelu_tanh": device.GELUTanh, "identity": device.Identity,
+	"silu": device.SiLU,
 }
 
-const specHelp = "a width (positive integer), relu, leakyrelu, leakyrelu<slope>, tanh, sigmoid, gelu, gelu_tanh, identity, softmax or drop<p> with 0 ≤ p < 1"
+const specHelp = "a width (positive integer), relu, leakyrelu, leakyrelu<slope>, tanh, sigmoid, gelu, gelu_tanh, silu, elu, elu<alpha>, identity, softmax or drop<p> with 0 ≤ p < 1"
 
 // ParseSpec parses a model spec such as "784-256-relu-128-relu-10",
 // "2-4-tanh-1-sigmoid" or "784-512-relu-drop0.2-10". Tokens are
@@ -106,6 +111,16 @@ func ParseSpec(spec string) (Spec, error) {
 				alpha = float32(v)
 			}
 			s.Layers = append(s.Layers, LayerSpec{Kind: ActivationLayer, Act: device.LeakyReLU, Alpha: alpha})
+		case strings.HasPrefix(tok, "elu"):
+			alpha := float32(DefaultELUAlpha)
+			if rest := tok[len("elu"):]; rest != "" {
+				v, err := strconv.ParseFloat(rest, 32)
+				if err != nil || v < 0 || v != v {
+					return s, bad(i, "expected elu or elu<alpha> with a non-negative alpha such as elu0.5")
+				}
+				alpha = float32(v)
+			}
+			s.Layers = append(s.Layers, LayerSpec{Kind: ActivationLayer, Act: device.ELU, Alpha: alpha})
 		case strings.HasPrefix(tok, "drop"):
 			rest := strings.TrimPrefix(strings.TrimPrefix(tok, "dropout"), "drop")
 			v, err := strconv.ParseFloat(rest, 32)
@@ -154,6 +169,9 @@ func (l LayerSpec) String() string {
 		if l.Act == device.LeakyReLU && l.Alpha != DefaultLeakySlope {
 			return "leakyrelu" + strconv.FormatFloat(float64(l.Alpha), 'g', -1, 32)
 		}
+		if l.Act == device.ELU && l.Alpha != DefaultELUAlpha {
+			return "elu" + strconv.FormatFloat(float64(l.Alpha), 'g', -1, 32)
+		}
 		return l.Act.String()
 	case SoftmaxLayer:
 		return "softmax"
@@ -179,7 +197,7 @@ func (s Spec) Validate() error {
 				return fmt.Errorf("model spec %s: layer %d: width %d, expected ≥ 1", s, i, l.Units)
 			}
 		case ActivationLayer:
-			if l.Act < device.Identity || l.Act > device.GELUTanh {
+			if l.Act < device.Identity || l.Act > device.ELU {
 				return fmt.Errorf("model spec %s: layer %d: unknown activation %d", s, i, l.Act)
 			}
 		case SoftmaxLayer:

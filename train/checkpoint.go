@@ -3,6 +3,7 @@ package train
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,10 +16,13 @@ import (
 //	model.safetensors        the weights, written by nn.SaveSafetensors
 //	                         (PyTorch state_dict names, spec in metadata),
 //	                         loadable by PyTorch and by `kiln` alone;
-//	model.state.safetensors  the optimiser's moment buffers as 1-D F32
-//	                         tensors "optimizer.<name>" (PyTorch's state
-//	                         names, laid out like the model's flat
-//	                         parameters) and, in __metadata__ under
+//	model.state.safetensors  the optimiser's moment buffers, one F32
+//	                         tensor per parameter and moment, named
+//	                         "optimizer.<parameter>.<moment>"
+//	                         ("optimizer.0.weight.exp_avg", PyTorch's
+//	                         moment names) with the parameter's shape, so
+//	                         that state is matched by name, and, in
+//	                         __metadata__ under
 //	                         "kiln.train_state", JSON with the optimiser's
 //	                         kind, step and rate, the trainer's Position and
 //	                         the schedule's state.
@@ -43,9 +47,10 @@ type trainState struct {
 }
 
 type optimizerJSON struct {
-	Kind string  `json:"kind"`
-	Step int     `json:"step"`
-	LR   float32 `json:"lr"`
+	Kind       string         `json:"kind"`
+	Step       int            `json:"step"`
+	LR         float32        `json:"lr"`
+	ParamSteps map[string]int `json:"param_steps,omitempty"`
 }
 
 // StatePath is the companion file of a checkpoint at modelPath:
@@ -65,7 +70,7 @@ func (t *Trainer) SaveCheckpoint(path string) error {
 	}
 	st := trainState{
 		Format:    StateFormat,
-		Optimizer: optimizerJSON{Kind: ost.Kind, Step: ost.Step, LR: ost.LR},
+		Optimizer: optimizerJSON{Kind: ost.Kind, Step: ost.Step, LR: ost.LR, ParamSteps: ost.ParamSteps},
 		Position:  t.Position(),
 		Schedule:  t.sched.State(),
 		BatchSize: t.cfg.BatchSize,
@@ -81,15 +86,22 @@ func (t *Trainer) SaveCheckpoint(path string) error {
 	meta := map[string]string{"kiln.train_state": string(js), "kiln.step": step}
 	statePath := StatePath(path)
 	sd := &nn.StateDict{Tensors: map[string]nn.HostTensor{}, Metadata: meta}
-	for _, name := range sortedKeys(ost.Buffers) {
-		v := ost.Buffers[name]
-		sd.Names = append(sd.Names, "optimizer."+name)
-		sd.Tensors["optimizer."+name] = nn.HostTensor{Shape: []int{len(v)}, Data: v}
+	ps := t.model.Params
+	for _, p := range ps.Params() {
+		for _, name := range sortedKeys(ost.Buffers) {
+			v := ost.Buffers[name]
+			if len(v) != ps.NumParams() {
+				return fmt.Errorf("train: checkpoint %s: optimizer buffer %q has %d values, the model %d", path, name, len(v), ps.NumParams())
+			}
+			key := "optimizer." + p.Name + "." + name
+			sd.Names = append(sd.Names, key)
+			sd.Tensors[key] = nn.HostTensor{Shape: slices.Clone(p.Shape), Data: v[p.Offset : p.Offset+p.Len() : p.Offset+p.Len()]}
+		}
 	}
 	if err := nn.WriteSafetensors(statePath, sd); err != nil {
 		return fmt.Errorf("train: checkpoint state %s: %w", statePath, err)
 	}
-	if err := nn.SaveSafetensors(path, t.model, map[string]string{"kiln.step": step}); err != nil {
+	if err := SaveModel(path, t.model, map[string]string{"kiln.step": step}); err != nil {
 		return fmt.Errorf("train: checkpoint model %s: %w", path, err)
 	}
 	return nil
@@ -129,13 +141,9 @@ func (t *Trainer) LoadCheckpoint(path string) error {
 		return fmt.Errorf("train: checkpoint %s: field kiln.step is %q but %s has %q: the pair was not written together",
 			path, got, statePath, meta["kiln.step"])
 	}
-	ost := OptimizerState{Kind: st.Optimizer.Kind, Step: st.Optimizer.Step, LR: st.Optimizer.LR, Buffers: map[string][]float32{}}
-	for name, v := range ssd.Tensors {
-		k, ok := strings.CutPrefix(name, "optimizer.")
-		if !ok {
-			return fmt.Errorf("train: checkpoint state %s: unexpected tensor %q, expected only optimizer.<buffer> tensors", statePath, name)
-		}
-		ost.Buffers[k] = v.Data
+	ost, err := optimizerState(t.model.Params, st.Optimizer, ssd)
+	if err != nil {
+		return fmt.Errorf("train: checkpoint state %s: %w", statePath, err)
 	}
 	if err := t.opt.LoadState(ost); err != nil {
 		return fmt.Errorf("train: checkpoint state %s: %w", statePath, err)
@@ -143,12 +151,79 @@ func (t *Trainer) LoadCheckpoint(path string) error {
 	if err := t.sched.LoadState(st.Schedule); err != nil {
 		return fmt.Errorf("train: checkpoint state %s: %w", statePath, err)
 	}
-	if err := t.model.LoadState(sd); err != nil {
+	if _, err := t.model.Params.LoadStateDict(sd, nn.LoadOptions{Strict: true}); err != nil {
 		return fmt.Errorf("train: checkpoint model %s: %w", path, err)
 	}
 	t.pos = st.Position
 	t.graph.SetRNG(st.Position.RNGSeed, st.Position.RNGOffset)
 	return nil
+}
+
+// optimizerState assembles the optimiser tensors of a state file into an
+// OptimizerState laid out like ps: per-parameter tensors
+// "optimizer.<parameter>.<moment>" are matched by name (every parameter
+// must be there for every moment, and nothing else); a file of the first
+// format, with one flat "optimizer.<moment>" tensor per moment, is taken
+// as it is.
+func optimizerState(ps *nn.ParamSet, oj optimizerJSON, ssd *nn.StateDict) (OptimizerState, error) {
+	ost := OptimizerState{Kind: oj.Kind, Step: oj.Step, LR: oj.LR, ParamSteps: oj.ParamSteps, Buffers: map[string][]float32{}}
+	got := map[string]map[*nn.Param]bool{}
+	var errs []string
+	for _, name := range ssd.Names {
+		v := ssd.Tensors[name]
+		k, ok := strings.CutPrefix(name, "optimizer.")
+		if !ok {
+			return ost, fmt.Errorf("unexpected tensor %q, expected only optimizer.<parameter>.<moment> tensors", name)
+		}
+		if v.DType != nn.HostF32 {
+			return ost, fmt.Errorf("tensor %q has dtype %s, expected F32", name, v.DType)
+		}
+		if !strings.Contains(k, ".") || ps.Lookup(k[:strings.LastIndexByte(k, '.')]) == nil {
+			if len(v.Data) != ps.NumParams() && strings.Contains(k, ".") {
+				errs = append(errs, fmt.Sprintf("%q names no parameter of the model", name))
+				continue
+			}
+			ost.Buffers[k] = v.Data // first format: one flat tensor per moment
+			continue
+		}
+		i := strings.LastIndexByte(k, '.')
+		p, moment := ps.Lookup(k[:i]), k[i+1:]
+		if p.Buffer {
+			errs = append(errs, fmt.Sprintf("%q is for buffer %q, which has no optimiser state", name, p.Name))
+			continue
+		}
+		if len(v.Data) != p.Len() {
+			errs = append(errs, fmt.Sprintf("%q has %d values, expected %d (shape %v)", name, len(v.Data), p.Len(), p.Shape))
+			continue
+		}
+		flat := ost.Buffers[moment]
+		if flat == nil {
+			flat = make([]float32, ps.NumParams())
+			ost.Buffers[moment] = flat
+			got[moment] = map[*nn.Param]bool{}
+		}
+		if got[moment] == nil {
+			errs = append(errs, fmt.Sprintf("moment %q is given both flat and per parameter", moment))
+			continue
+		}
+		copy(flat[p.Offset:], v.Data)
+		got[moment][p] = true
+	}
+	for _, moment := range sortedKeys(ost.Buffers) {
+		seen := got[moment]
+		if seen == nil {
+			continue
+		}
+		for _, p := range ps.Params() {
+			if !seen[p] {
+				errs = append(errs, fmt.Sprintf("optimizer.%s.%s is missing", p.Name, moment))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return ost, fmt.Errorf("optimizer state: %s", strings.Join(errs, "; "))
+	}
+	return ost, nil
 }
 
 func sortedKeys(m map[string][]float32) []string {

@@ -74,7 +74,8 @@ func (m *Metrics) finish() {
 // after the first time.
 type evaluator struct {
 	dev   device.Device
-	m     *nn.Sequential
+	m     Model
+	shape []int // input shape scratch
 	g     *nn.Graph
 	b     *batcher
 	out   int
@@ -104,7 +105,7 @@ func classTruth(ds *data.Dataset, kind device.LossKind, out int) ([]int32, int) 
 	return nil, 0
 }
 
-func newEvaluator(dev device.Device, m *nn.Sequential, ds *data.Dataset, kind device.LossKind, batch int) (*evaluator, error) {
+func newEvaluator(dev device.Device, m Model, ds *data.Dataset, kind device.LossKind, batch int) (*evaluator, error) {
 	in, out, err := modelDims(m)
 	if err != nil {
 		return nil, err
@@ -113,7 +114,7 @@ func newEvaluator(dev device.Device, m *nn.Sequential, ds *data.Dataset, kind de
 	if err != nil {
 		return nil, err
 	}
-	e := &evaluator{dev: dev, m: m, g: nn.NewGraph(dev), b: b, out: out, idx: make([]int, b.cap)}
+	e := &evaluator{dev: dev, m: m, shape: make([]int, 1+max(len(m.InputShape), 1)), g: nn.NewGraph(dev), b: b, out: out, idx: make([]int, b.cap)}
 	e.g.SetGradEnabled(false)
 	e.truth, _ = classTruth(ds, kind, out)
 	if e.acc, err = dev.Alloc(device.Float32, 1); err != nil {
@@ -148,7 +149,7 @@ func (e *evaluator) run() (Metrics, error) {
 			met.Confusion[i] = make([]int, classes)
 		}
 	}
-	e.m.SetTraining(false)
+	nn.SetTraining(e.m.Module, false)
 	if err := e.dev.Fill(e.acc, 1, 0); err != nil {
 		return met, fmt.Errorf("train: evaluate: %w", err)
 	}
@@ -165,11 +166,11 @@ func (e *evaluator) run() (Metrics, error) {
 		if err := e.b.load(idx); err != nil {
 			return met, err
 		}
-		x, err := e.g.Input(e.b.x, rows, e.b.features)
+		x, err := input(e.g, e.m, e.b, rows, e.shape)
 		if err != nil {
 			return met, fmt.Errorf("train: evaluate: %w", err)
 		}
-		pred, err := e.m.Forward(e.g, x)
+		pred, err := e.m.Module.Forward(e.g, x)
 		if err != nil {
 			return met, fmt.Errorf("train: evaluate: forward: %w", err)
 		}
@@ -239,6 +240,14 @@ func (e *evaluator) free() {
 // mode. The trainer and `kiln eval` both use it.
 func Evaluate(dev device.Device, m *nn.Sequential, ds *data.Dataset, loss device.LossKind, batch int) (Metrics, error) {
 	if dev == nil || m == nil {
+		return Metrics{}, fmt.Errorf("train: Evaluate: device and model must not be nil")
+	}
+	return EvaluateModel(dev, SequentialModel(m), ds, loss, batch)
+}
+
+// EvaluateModel is Evaluate for any module with its parameter set.
+func EvaluateModel(dev device.Device, m Model, ds *data.Dataset, loss device.LossKind, batch int) (Metrics, error) {
+	if dev == nil || m.Module == nil {
 		return Metrics{}, fmt.Errorf("train: Evaluate: device and model must not be nil")
 	}
 	e, err := newEvaluator(dev, m, ds, loss, batch)

@@ -145,34 +145,83 @@ type Position struct {
 	TrainLoss    jsonFloat `json:"train_loss"`     // mean training loss of the last complete epoch
 }
 
+// Model is what the Trainer trains and EvaluateModel evaluates: any module
+// tree with its parameter set, and the shapes that connect it to a
+// data.Dataset.
+type Model struct {
+	// Module computes the predictions.
+	Module nn.Module
+	// Params is the module's parameter set (nn.NewParamSet).
+	Params *nn.ParamSet
+	// InputShape is the shape of one sample as the module takes it (the
+	// batch adds a leading axis): nil means flat [Features], what a Linear
+	// first layer takes; a CNN takes the dataset's per-sample shape, e.g.
+	// [1, 28, 28]. Its product must equal the dataset's Features.
+	InputShape []int
+	// Outputs is the width of the module's output (its last axis): the
+	// number of classes, or of regression targets.
+	Outputs int
+	// Spec, when not empty, is stored under nn.SpecKey in the checkpoints
+	// the trainer writes, so that nn.Load can rebuild a Sequential.
+	Spec string
+}
+
+// SequentialModel is the Model of a Sequential built from a spec: flat
+// input of the spec's input width, the spec's output width.
+func SequentialModel(m *nn.Sequential) Model {
+	if m == nil {
+		return Model{}
+	}
+	md := Model{Module: m, Params: m.ParamSet(), Outputs: m.Spec().Out()}
+	if m.HasSpec() {
+		md.InputShape = []int{m.Spec().In}
+		md.Spec = m.Spec().String()
+	}
+	return md
+}
+
 // Trainer runs the training loop of one model with one optimiser. It owns
 // the step's graph and buffers; Free releases them.
 type Trainer struct {
-	dev   device.Device
-	model *nn.Sequential
-	opt   Optimizer
-	cfg   Config
-	sched Schedule
-	graph *nn.Graph
-	clip  *GradClipper
-	acc   device.Buffer // one element: Σ rows·loss of the epoch so far
-	pos   Position
-	best  []float32 // best weights (flat), nil until a validation improves
-	order []int     // file order when not shuffling
+	dev     device.Device
+	model   Model
+	inShape []int // [rows, InputShape...] of the step's input, reused
+	opt     Optimizer
+	cfg     Config
+	sched   Schedule
+	graph   *nn.Graph
+	clip    *GradClipper
+	acc     device.Buffer // one element: Σ rows·loss of the epoch so far
+	pos     Position
+	best    []float32 // best weights (flat), nil until a validation improves
+	bestBuf []float32 // the buffers (running statistics) with the best weights
+	order   []int     // file order when not shuffling
 
 	trainB *batcher
 	trainD *data.Dataset
 	evals  map[*data.Dataset]*evaluator
 }
 
-// NewTrainer prepares training of model with opt under cfg. model's
-// buffers must live on dev.
+// NewTrainer prepares training of a Sequential model with opt under cfg.
+// model's buffers must live on dev. It is NewModelTrainer with
+// SequentialModel(model).
 func NewTrainer(dev device.Device, model *nn.Sequential, opt Optimizer, cfg Config) (*Trainer, error) {
+	if model == nil {
+		return nil, fmt.Errorf("train: NewTrainer: model is nil")
+	}
+	return NewModelTrainer(dev, SequentialModel(model), opt, cfg)
+}
+
+// NewModelTrainer prepares training of any module with its parameter set
+// (see Model) with opt under cfg. The parameters must live on dev.
+func NewModelTrainer(dev device.Device, model Model, opt Optimizer, cfg Config) (*Trainer, error) {
 	switch {
 	case dev == nil:
 		return nil, fmt.Errorf("train: NewTrainer: device is nil")
-	case model == nil:
-		return nil, fmt.Errorf("train: NewTrainer: model is nil")
+	case model.Module == nil || model.Params == nil:
+		return nil, fmt.Errorf("train: NewTrainer: model is nil or has no parameter set (Model.Module, Model.Params)")
+	case model.Outputs < 1:
+		return nil, fmt.Errorf("train: NewTrainer: field Model.Outputs is %d, expected the output width ≥ 1", model.Outputs)
 	case opt == nil:
 		return nil, fmt.Errorf("train: NewTrainer: optimizer is nil")
 	case cfg.Epochs < 1:
@@ -200,11 +249,11 @@ func NewTrainer(dev device.Device, model *nn.Sequential, opt Optimizer, cfg Conf
 	if s, ok := cfg.Schedule.(*Cosine); ok && s.Total <= s.Warmup {
 		return nil, fmt.Errorf("train: config: schedule cosine: field Total is %d, expected more than Warmup (%d)", s.Total, s.Warmup)
 	}
-	values, _ := model.Flat()
+	values, _ := model.Params.Flat()
 	if values == nil || values.Device() != dev {
 		return nil, fmt.Errorf("train: NewTrainer: the model's parameters are not on device %s", dev.Name())
 	}
-	t := &Trainer{dev: dev, model: model, opt: opt, cfg: cfg, sched: cfg.Schedule, graph: nn.NewGraph(dev),
+	t := &Trainer{dev: dev, model: model, inShape: make([]int, 1+max(len(model.InputShape), 1)), opt: opt, cfg: cfg, sched: cfg.Schedule, graph: nn.NewGraph(dev),
 		evals: map[*data.Dataset]*evaluator{}}
 	if t.sched == nil {
 		t.sched = &Constant{Base: float64(opt.LR())}
@@ -214,7 +263,7 @@ func NewTrainer(dev device.Device, model *nn.Sequential, opt Optimizer, cfg Conf
 	t.graph.SetRNG(t.pos.RNGSeed, 0)
 	var err error
 	if cfg.ClipNorm > 0 {
-		if t.clip, err = NewGradClipper(model, cfg.ClipNorm); err != nil {
+		if t.clip, err = NewGradClipper(model.Params, cfg.ClipNorm); err != nil {
 			return nil, err
 		}
 	}
@@ -275,12 +324,34 @@ func (t *Trainer) Free() error {
 	return first
 }
 
-func modelDims(m *nn.Sequential) (in, out int, err error) {
-	s := m.Spec()
-	if s.In < 1 || s.Out() < 1 {
-		return 0, 0, fmt.Errorf("train: model spec %q has no input or output width", s)
+// modelDims is the model's input width (0: unchecked) and output width.
+func modelDims(m Model) (in, out int, err error) {
+	if m.Outputs < 1 {
+		return 0, 0, fmt.Errorf("train: the model's output width is %d, expected ≥ 1", m.Outputs)
 	}
-	return s.In, s.Out(), nil
+	if m.InputShape != nil {
+		in = 1
+		for _, d := range m.InputShape {
+			if d < 1 {
+				return 0, 0, fmt.Errorf("train: the model's input shape %v has a dimension < 1", m.InputShape)
+			}
+			in *= d
+		}
+	}
+	return in, m.Outputs, nil
+}
+
+// input wraps a loaded batch of rows samples as the module's input tensor:
+// [rows, InputShape...], or [rows, features] when InputShape is nil. shape
+// is scratch of length 1+max(len(InputShape), 1), reused every step.
+func input(g *nn.Graph, m Model, b *batcher, rows int, shape []int) (*nn.Tensor, error) {
+	shape[0] = rows
+	if m.InputShape == nil {
+		shape[1] = b.features
+	} else {
+		copy(shape[1:], m.InputShape)
+	}
+	return g.Input(b.x, shape...)
 }
 
 func (t *Trainer) batchSize(n int) int {
@@ -387,7 +458,7 @@ func (t *Trainer) Fit(trainSet, valSet *data.Dataset) (Result, error) {
 			cb.OnEpochStart(epoch, startLR)
 		}
 		began := time.Now()
-		t.model.SetTraining(true)
+		nn.SetTraining(t.model.Module, true)
 		order := t.order
 		if t.cfg.Shuffle {
 			order = data.Permutation(n, t.cfg.Seed, epoch)
@@ -493,9 +564,14 @@ func (t *Trainer) Fit(trainSet, valSet *data.Dataset) (Result, error) {
 	}
 	fill()
 	if t.cfg.RestoreBest && t.best != nil {
-		values, _ := t.model.Flat()
+		values, _ := t.model.Params.Flat()
 		if err := t.dev.WriteF32(values, 0, t.best); err != nil {
 			return res, fmt.Errorf("train: restoring the best weights: %w", err)
+		}
+		if bufs := t.model.Params.BufferFlat(); bufs != nil && t.bestBuf != nil {
+			if err := t.dev.WriteF32(bufs, 0, t.bestBuf); err != nil {
+				return res, fmt.Errorf("train: restoring the best buffers: %w", err)
+			}
 		}
 	}
 	return res, nil
@@ -513,14 +589,14 @@ func (t *Trainer) step(idx []int) (float64, error) {
 		t.opt.SetLR(float32(t.sched.LR()))
 	}
 	defer t.graph.Reset()
-	if err := t.model.ZeroGrad(); err != nil {
+	if err := t.model.Params.ZeroGrad(); err != nil {
 		return 0, err
 	}
-	x, err := t.graph.Input(b.x, rows, b.features)
+	x, err := input(t.graph, t.model, b, rows, t.inShape)
 	if err != nil {
 		return 0, err
 	}
-	pred, err := t.model.Forward(t.graph, x)
+	pred, err := t.model.Module.Forward(t.graph, x)
 	if err != nil {
 		return 0, fmt.Errorf("forward: %w", err)
 	}
@@ -567,20 +643,48 @@ func (t *Trainer) readAcc() (float64, error) {
 // keepBest copies the current weights to the host as the best so far and
 // saves them to Config.BestPath when set.
 func (t *Trainer) keepBest() error {
-	values, _ := t.model.Flat()
+	values, _ := t.model.Params.Flat()
 	if t.best == nil {
 		t.best = make([]float32, values.Len())
 	}
 	if err := t.dev.ReadF32(t.best, values, 0); err != nil {
 		return fmt.Errorf("train: keeping the best weights: %w", err)
 	}
+	if bufs := t.model.Params.BufferFlat(); bufs != nil {
+		if t.bestBuf == nil {
+			t.bestBuf = make([]float32, bufs.Len())
+		}
+		if err := t.dev.ReadF32(t.bestBuf, bufs, 0); err != nil {
+			return fmt.Errorf("train: keeping the best buffers: %w", err)
+		}
+	}
 	if t.cfg.BestPath != "" {
 		meta := map[string]string{"kiln.epoch": fmt.Sprint(t.pos.BestEpoch), "kiln.val_loss": fmt.Sprint(float64(t.pos.BestValLoss))}
-		if err := nn.SaveSafetensors(t.cfg.BestPath, t.model, meta); err != nil {
+		if err := SaveModel(t.cfg.BestPath, t.model, meta); err != nil {
 			return fmt.Errorf("train: saving the best model to %s: %w", t.cfg.BestPath, err)
 		}
 	}
 	return nil
+}
+
+// SaveModel writes the model's state_dict (parameters, buffers, extra
+// state; PyTorch names) to path as safetensors, atomically, with the
+// model's spec under nn.SpecKey when it has one, beside metadata.
+func SaveModel(path string, m Model, metadata map[string]string) error {
+	if m.Params == nil {
+		return fmt.Errorf("train: saving %s: the model has no parameter set", path)
+	}
+	sd, err := m.Params.StateDict()
+	if err != nil {
+		return err
+	}
+	for k, v := range metadata {
+		sd.Metadata[k] = v
+	}
+	if m.Spec != "" {
+		sd.Metadata[nn.SpecKey] = m.Spec
+	}
+	return nn.WriteSafetensors(path, sd)
 }
 
 func (t *Trainer) autosave() error {

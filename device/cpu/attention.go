@@ -1,26 +1,428 @@
 package cpu
 
-// Placeholder for the attention family of primitives: every method reports
-// that it is not implemented yet. (Replaced by the real implementation.)
+// The attention family: strided-batched GEMM, the scaled softmax with an
+// optional causal mask and its gradient, and the 4-D axis permutation
+// (head split and merge).
 
-import "github.com/kilnml/kiln/device"
+import (
+	"math"
+	"sync"
 
-// GemmBatched: not implemented yet.
+	"github.com/kilnml/kiln/device"
+)
+
+// Work sizes below which the attention kernels stay on the calling
+// goroutine (a hand-off to a worker and the wait cost about 3 µs, see
+// ewGrain).
+const (
+	// gemmBatchGrain is the multiply-adds of batch entries worth one
+	// hand-off: 2¹⁶ MACs take several µs even at tens of GFLOP/s.
+	gemmBatchGrain = 1 << 16
+	// gemmBatchSerial is the multiply-adds of one product from which the
+	// batch runs entry after entry on the caller, leaving the parallelism
+	// to Gemm itself (which splits large products); below it, entries run
+	// side by side, each product on one goroutine. The attention shape
+	// [256×64]·[64×256] (2²² MACs) still runs its entries side by side.
+	gemmBatchSerial = 1 << 22
+)
+
+// attnJob is the argument block of one attention kernel, run by the
+// device's workers. Jobs come from attnJobs, so a steady call allocates
+// nothing; the Device type has no room for them, and a job is only a few
+// KB.
+type attnJob struct {
+	op   uint8
+	d    *Device
+	a, b []float32 // inputs (GEMM: A and B; softmax: x or y, dy; permute: x)
+	c    []float32 // output (GEMM: C; softmax: y or dx; permute: y)
+
+	// GEMM
+	ta, tb      bool
+	m, n, k     int
+	alpha, beta float32
+	sa, sb, sc  int
+	roots       [3]*buffer           // the buffers a, b and c belong to (for the views)
+	views       [maxChunks][3]buffer // per-chunk views of A_i, B_i and C_i for Gemm
+	errs        [maxChunks]error     // per-chunk first error
+
+	// softmax
+	cols   int
+	scale  float32
+	causal bool
+	qLen   int
+
+	// permute: output dimensions and, for each output axis, the input
+	// stride (elements) along it.
+	od, is [4]int
+}
+
+const (
+	jobGemm uint8 = iota + 1
+	jobSoftmax
+	jobSoftmaxGrad
+	jobPermute
+)
+
+var attnJobs = sync.Pool{New: func() any { return new(attnJob) }}
+
+func getJob(d *Device, op uint8) *attnJob {
+	j := attnJobs.Get().(*attnJob)
+	j.op, j.d = op, d
+	return j
+}
+
+// put drops the job's references to buffers (so the pool keeps no freed
+// memory alive) and returns it to the pool.
+func (j *attnJob) put(chunks int) {
+	j.a, j.b, j.c, j.d = nil, nil, nil, nil
+	j.roots = [3]*buffer{}
+	for i := 0; i < chunks; i++ {
+		j.views[i] = [3]buffer{}
+		j.errs[i] = nil
+	}
+	attnJobs.Put(j)
+}
+
+func (j *attnJob) run(chunk, lo, hi int) {
+	switch j.op {
+	case jobGemm:
+		j.errs[chunk] = j.gemmRange(chunk, lo, hi)
+	case jobSoftmax:
+		softmaxMaskedRows(j.a, j.c, j.cols, j.scale, j.causal, j.qLen, lo, hi)
+	case jobSoftmaxGrad:
+		softmaxMaskedGradRows(j.a, j.b, j.c, j.cols, j.scale, lo, hi)
+	case jobPermute:
+		permuteRows(j.a, j.c, j.od, j.is, lo, hi)
+	}
+}
+
+// batchSpan is the elements a strided batch needs: (batch−1)·stride + size,
+// or an ErrSize error when that is more than any buffer holds.
+func batchSpan(op, arg string, batch, stride, size int) (int, error) {
+	if stride > 0 && batch-1 > (maxElems-size)/stride {
+		return 0, device.Errorf(op, arg, device.ErrSize,
+			"%d matrices %d elements apart span more elements than any buffer holds", batch, stride)
+	}
+	return (batch-1)*stride + size, nil
+}
+
+// GemmBatched computes C_i = alpha·op(A_i)·op(B_i) + beta·C_i for i < batch
+// with A_i at element i·strideA of a, B_i at i·strideB of b and C_i at
+// i·strideC of c. Each product is one call of the backend's Gemm on views
+// of the three matrices (views held by the job: nothing is allocated), so
+// it multiplies exactly as Gemm does. Small products run side by side on
+// the device's workers; large ones one after the other, each split by Gemm.
+// When alpha is 0, A and B are not read; when beta is 0, C is not read.
+// The elements of c between the C_i (strideC > m·n) are left alone.
 func (d *Device) GemmBatched(transA, transB bool, m, n, k int, alpha float32, a device.Buffer, strideA int, b device.Buffer, strideB int, beta float32, c device.Buffer, strideC int, batch int) error {
-	return device.Errorf("GemmBatched", "", device.ErrUnavailable, "not implemented on the cpu backend yet")
+	const op = "GemmBatched"
+	if d.closed {
+		return errClosed(op)
+	}
+	if m < 1 || n < 1 || k < 1 || batch < 1 {
+		return device.CheckDims(op, "m", m, "n", n, "k", k, "batch", batch)
+	}
+	mk, err := area(op, "m×k", m, k)
+	if err != nil {
+		return err
+	}
+	kn, err := area(op, "k×n", k, n)
+	if err != nil {
+		return err
+	}
+	mn, err := area(op, "m×n", m, n)
+	if err != nil {
+		return err
+	}
+	switch {
+	case strideA < 0:
+		return device.Errorf(op, "strideA", device.ErrInvalid, "expected a stride ≥ 0, got %d", strideA)
+	case strideB < 0:
+		return device.Errorf(op, "strideB", device.ErrInvalid, "expected a stride ≥ 0, got %d", strideB)
+	case strideC < mn:
+		return device.Errorf(op, "strideC", device.ErrInvalid,
+			"expected strideC ≥ m·n = %d (the C_i must not overlap), got %d", mn, strideC)
+	}
+	na, err := batchSpan(op, "a", batch, strideA, mk)
+	if err != nil {
+		return err
+	}
+	nb, err := batchSpan(op, "b", batch, strideB, kn)
+	if err != nil {
+		return err
+	}
+	nc, err := batchSpan(op, "c", batch, strideC, mn)
+	if err != nil {
+		return err
+	}
+	af, err := d.f32(op, "a", a, na)
+	if err != nil {
+		return err
+	}
+	bf, err := d.f32(op, "b", b, nb)
+	if err != nil {
+		return err
+	}
+	cf, err := d.f32(op, "c", c, nc)
+	if err != nil {
+		return err
+	}
+	if alpha == 0 {
+		// BLAS semantics, as Gemm: A and B are not referenced.
+		if beta == 1 {
+			return nil
+		}
+		for i := 0; i < batch; i++ {
+			ci := cf[i*strideC : i*strideC+mn]
+			if beta == 0 {
+				d.fill(ci, 0)
+			} else {
+				d.scale(beta, ci, ci)
+			}
+		}
+		return nil
+	}
+	j := getJob(d, jobGemm)
+	j.ta, j.tb, j.m, j.n, j.k = transA, transB, m, n, k
+	j.alpha, j.beta = alpha, beta
+	j.a, j.b, j.c = af, bf, cf
+	j.sa, j.sb, j.sc = strideA, strideB, strideC
+	j.roots = [3]*buffer{a.(*buffer).root, b.(*buffer).root, c.(*buffer).root}
+	macs := math.MaxInt // m·n·k, saturated
+	if mk <= math.MaxInt/n {
+		macs = mk * n
+	}
+	chunks := 1
+	if macs < gemmBatchSerial {
+		chunks = d.w.chunks(batch, max(1, gemmBatchGrain/max(macs, 1)))
+	}
+	ran := d.w.parallel(j, batch, chunks, 1)
+	err = nil
+	for i := 0; i < ran && err == nil; i++ {
+		err = j.errs[i]
+	}
+	j.put(ran)
+	return err
 }
 
-// SoftmaxMasked: not implemented yet.
+// gemmRange runs the products lo … hi−1 through Gemm on this chunk's views.
+func (j *attnJob) gemmRange(chunk, lo, hi int) error {
+	mk, kn, mn := j.m*j.k, j.k*j.n, j.m*j.n
+	v := &j.views[chunk]
+	for r := 0; r < 3; r++ {
+		v[r] = buffer{dev: j.d, dt: device.Float32, root: j.roots[r]}
+	}
+	for i := lo; i < hi; i++ {
+		v[0].f = j.a[i*j.sa : i*j.sa+mk : i*j.sa+mk]
+		v[1].f = j.b[i*j.sb : i*j.sb+kn : i*j.sb+kn]
+		v[2].f = j.c[i*j.sc : i*j.sc+mn : i*j.sc+mn]
+		if err := j.d.Gemm(j.ta, j.tb, j.m, j.n, j.k, j.alpha, &v[0], &v[1], j.beta, &v[2]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SoftmaxMasked sets y to the row-wise softmax of scale·x, with the causal
+// mask when causal (row r is the query at position r mod qLen + cols −
+// qLen; later columns get exactly 0). Per row, as Softmax computes it:
+// z_j = float32(scale·x_j), m = max z_j over the unmasked columns,
+// e_j = exp(float64(z_j − m)), the sum in float64, y_j =
+// float32(float64(float32(e_j))/sum). y may be x.
 func (d *Device) SoftmaxMasked(x, y device.Buffer, rows, cols int, scale float32, causal bool, qLen int) error {
-	return device.Errorf("SoftmaxMasked", "", device.ErrUnavailable, "not implemented on the cpu backend yet")
+	const op = "SoftmaxMasked"
+	if d.closed {
+		return errClosed(op)
+	}
+	if rows < 1 || cols < 1 {
+		return device.CheckDims(op, "rows", rows, "cols", cols)
+	}
+	if causal && (qLen < 1 || qLen > cols) {
+		return device.Errorf(op, "qLen", device.ErrInvalid, "expected 1 ≤ qLen ≤ cols = %d when causal, got %d", cols, qLen)
+	}
+	nn, err := area(op, "rows×cols", rows, cols)
+	if err != nil {
+		return err
+	}
+	xf, err := d.f32(op, "x", x, nn)
+	if err != nil {
+		return err
+	}
+	yf, err := d.f32(op, "y", y, nn)
+	if err != nil {
+		return err
+	}
+	j := getJob(d, jobSoftmax)
+	j.a, j.c, j.cols, j.scale, j.causal, j.qLen = xf, yf, cols, scale, causal, qLen
+	c := d.w.parallel(j, rows, d.w.chunks(rows, rowGrain(trGrain, cols)), 16)
+	j.put(c)
+	return nil
 }
 
-// SoftmaxMaskedGrad: not implemented yet.
+// softmaxMaskedRows is SoftmaxMasked's loop over rows lo … hi−1.
+func softmaxMaskedRows(x, y []float32, cols int, scale float32, causal bool, qLen, lo, hi int) {
+	for r := lo; r < hi; r++ {
+		xr := x[r*cols : r*cols+cols]
+		yr := y[r*cols : r*cols+cols]
+		valid := cols
+		if causal {
+			valid = r%qLen + cols - qLen + 1 // columns 0 … q
+		}
+		m := float32(math.Inf(-1))
+		for _, v := range xr[:valid] {
+			if z := float32(scale * v); z > m {
+				m = z
+			}
+		}
+		s := 0.0
+		for j, v := range xr[:valid] {
+			e := math.Exp(float64(float32(scale*v) - m)) // the conversion forbids an FMA
+			s += e
+			yr[j] = float32(e)
+		}
+		inv := 1 / s
+		for j := range yr[:valid] {
+			yr[j] = float32(float64(yr[j]) * inv)
+		}
+		clear(yr[valid:])
+	}
+}
+
+// SoftmaxMaskedGrad sets dx = scale · y ⊙ (dy − Σ_j dy⊙y) row by row: the
+// dot product in float64 rounded once to float32, then dx_j =
+// scale·(y_j·(dy_j − dot)) in float32. dx may be dy.
 func (d *Device) SoftmaxMaskedGrad(y, dy, dx device.Buffer, rows, cols int, scale float32) error {
-	return device.Errorf("SoftmaxMaskedGrad", "", device.ErrUnavailable, "not implemented on the cpu backend yet")
+	const op = "SoftmaxMaskedGrad"
+	if d.closed {
+		return errClosed(op)
+	}
+	if rows < 1 || cols < 1 {
+		return device.CheckDims(op, "rows", rows, "cols", cols)
+	}
+	nn, err := area(op, "rows×cols", rows, cols)
+	if err != nil {
+		return err
+	}
+	yf, err := d.f32(op, "y", y, nn)
+	if err != nil {
+		return err
+	}
+	dyf, err := d.f32(op, "dy", dy, nn)
+	if err != nil {
+		return err
+	}
+	dxf, err := d.f32(op, "dx", dx, nn)
+	if err != nil {
+		return err
+	}
+	j := getJob(d, jobSoftmaxGrad)
+	j.a, j.b, j.c, j.cols, j.scale = yf, dyf, dxf, cols, scale
+	c := d.w.parallel(j, rows, d.w.chunks(rows, rowGrain(ewGrain, cols)), 16)
+	j.put(c)
+	return nil
 }
 
-// Permute4: not implemented yet.
+func softmaxMaskedGradRows(y, dy, dx []float32, cols int, scale float32, lo, hi int) {
+	for r := lo; r < hi; r++ {
+		yr := y[r*cols : r*cols+cols]
+		gr := dy[r*cols : r*cols+cols]
+		xr := dx[r*cols : r*cols+cols]
+		dot := 0.0
+		for j, v := range yr {
+			dot += float64(v) * float64(gr[j])
+		}
+		dt := float32(dot)
+		for j, v := range yr {
+			xr[j] = scale * (v * (gr[j] - dt))
+		}
+	}
+}
+
+// Permute4 writes y = x.permute(perm).contiguous() for the 4-D x of
+// dimensions dims: y has dimensions dims[perm[0]], …, dims[perm[3]], and
+// y's axis k walks x's axis perm[k]. The rows of y's last axis are split
+// across the workers. y must not overlap x.
 func (d *Device) Permute4(x, y device.Buffer, dims [4]int, perm [4]int) error {
-	return device.Errorf("Permute4", "", device.ErrUnavailable, "not implemented on the cpu backend yet")
+	const op = "Permute4"
+	if d.closed {
+		return errClosed(op)
+	}
+	n, err := permuteCheck(op, dims, perm)
+	if err != nil {
+		return err
+	}
+	xf, err := d.f32(op, "x", x, n)
+	if err != nil {
+		return err
+	}
+	yf, err := d.f32(op, "y", y, n)
+	if err != nil {
+		return err
+	}
+	j := getJob(d, jobPermute)
+	j.a, j.c = xf, yf
+	var xs [4]int // x's row-major strides
+	xs[3] = 1
+	for a := 2; a >= 0; a-- {
+		xs[a] = xs[a+1] * dims[a+1]
+	}
+	for k := 0; k < 4; k++ {
+		j.od[k] = dims[perm[k]]
+		j.is[k] = xs[perm[k]]
+	}
+	rows := n / j.od[3]
+	c := d.w.parallel(j, rows, d.w.chunks(rows, rowGrain(ewGrain, j.od[3])), 1)
+	j.put(c)
+	return nil
+}
+
+// permuteCheck checks Permute4's dimensions and permutation and returns
+// the element count.
+func permuteCheck(op string, dims, perm [4]int) (int, error) {
+	if err := device.CheckDims(op, "dims[0]", dims[0], "dims[1]", dims[1], "dims[2]", dims[2], "dims[3]", dims[3]); err != nil {
+		return 0, err
+	}
+	var seen [4]bool
+	for _, p := range perm {
+		if p < 0 || p > 3 || seen[p] {
+			return 0, device.Errorf(op, "perm", device.ErrInvalid, "expected a permutation of 0, 1, 2, 3, got %v", perm)
+		}
+		seen[p] = true
+	}
+	n, err := area(op, "dims", dims[0], dims[1])
+	if err == nil {
+		n, err = area(op, "dims", n, dims[2])
+	}
+	if err == nil {
+		n, err = area(op, "dims", n, dims[3])
+	}
+	return n, err
+}
+
+// permuteRows copies rows lo … hi−1 of y, seen as (od0·od1·od2) rows of
+// od3: row r is output index (i0, i1, i2) and element i3 comes from
+// x[i0·is0 + i1·is1 + i2·is2 + i3·is3].
+func permuteRows(x, y []float32, od, is [4]int, lo, hi int) {
+	n3, s3 := od[3], is[3]
+	i2 := lo % od[2]
+	i1 := lo / od[2] % od[1]
+	i0 := lo / (od[2] * od[1])
+	for r := lo; r < hi; r++ {
+		src := i0*is[0] + i1*is[1] + i2*is[2]
+		yr := y[r*n3 : r*n3+n3]
+		if s3 == 1 {
+			copy(yr, x[src:src+n3])
+		} else {
+			for i := range yr {
+				yr[i] = x[src+i*s3]
+			}
+		}
+		if i2++; i2 == od[2] {
+			i2 = 0
+			if i1++; i1 == od[1] {
+				i1 = 0
+				i0++
+			}
+		}
+	}
 }

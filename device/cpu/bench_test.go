@@ -2,9 +2,20 @@ package cpu
 
 import (
 	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas32"
+	"gonum.org/v1/gonum/blas/gonum"
+
 	"github.com/kilnml/kiln/device"
+	"github.com/kilnml/kiln/device/cpu/internal/gemm"
 )
 
 // Benchmarks. GEMM reports GFLOP/s (2mnk flops per call); the elementwise
@@ -186,6 +197,110 @@ func BenchmarkTrainStepPrimitives(b *testing.B) {
 		for l := 0; l < L; l++ {
 			check(d.AdamStep(ws[l], gs[l], ms[2*l], vs[2*l], dims[l]*dims[l+1], cfg, i+1))
 			check(d.AdamStep(bs[l], gbs[l], ms[2*l+1], vs[2*l+1], dims[l+1], cfg, i+1))
+		}
+	}
+}
+
+// gemmShapes are the products BenchmarkGemmVsBLAS measures: cubes, the
+// MLP layer 784→128 at batch 64 (forward, and its two backward products),
+// the CNN im2col product [32×288]·[288×784] and one attention head's
+// scores [256×64]·[64×256].
+var gemmShapes = []struct {
+	name           string
+	transA, transB bool
+	m, n, k        int
+}{
+	{"256^3", false, false, 256, 256, 256},
+	{"1024^3", false, false, 1024, 1024, 1024},
+	{"2048^3", false, false, 2048, 2048, 2048},
+	{"mlp_fwd_64x128x784", false, false, 64, 128, 784},
+	{"mlp_dx_64x784x128_Bt", false, true, 64, 784, 128},
+	{"mlp_dw_784x128x64_At", true, false, 784, 128, 64},
+	{"cnn_32x784x288", false, false, 32, 784, 288},
+	{"attn_256x256x64_Bt", false, true, 256, 256, 64},
+}
+
+// peakGFLOPs is the machine's theoretical float32 peak: cores × FMA
+// lanes (16 per AVX-512 FMA, 8 per AVX2 FMA; two FMA units per core
+// assumed) × 2 flops × the clock /proc/cpuinfo reports (the base clock
+// on these VMs; turbo makes the real ceiling higher).
+func peakGFLOPs() (float64, string) {
+	mhz := 0.0
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(line, "cpu MHz") {
+				if i := strings.IndexByte(line, ':'); i >= 0 {
+					mhz, _ = strconv.ParseFloat(strings.TrimSpace(line[i+1:]), 64)
+				}
+				break
+			}
+		}
+	}
+	lanes := 8
+	if slices.Contains(gemm.Kernels(), "avx512") {
+		lanes = 16
+	}
+	cores := runtime.GOMAXPROCS(0)
+	peak := float64(cores*lanes*2*2) * mhz / 1e3
+	return peak, fmt.Sprintf("%d cores × %d lanes × 2 FMA units × 2 flops × %.0f MHz = %.0f GFLOP/s", cores, lanes, mhz, peak)
+}
+
+var peakOnce sync.Once
+
+// BenchmarkGemmVsBLAS runs each shape through the internal gemm package
+// (kiln, the backend's default), gonum's pure-Go Sgemm and, under the
+// openblas build tag, OpenBLAS, one after the other in the same run, so
+// the three see the same machine load. Compare medians of -count runs.
+func BenchmarkGemmVsBLAS(b *testing.B) {
+	_, desc := peakGFLOPs()
+	peakOnce.Do(func() {
+		fmt.Printf("theoretical peak: %s; kiln kernel %s; OPENBLAS_CORETYPE=%q\n", desc, gemm.Kernel(), os.Getenv("OPENBLAS_CORETYPE"))
+	})
+	type impl struct {
+		name string
+		f    func(ta, tb blas.Transpose, m, n, k int, a []float32, lda int, bm []float32, ldb int, c []float32)
+	}
+	impls := []impl{
+		{"kiln", func(ta, tb blas.Transpose, m, n, k int, a []float32, lda int, bm []float32, ldb int, c []float32) {
+			gemm.Sgemm(ta == blas.Trans, tb == blas.Trans, m, n, k, 1, a, lda, bm, ldb, 0, c, n)
+		}},
+		{"gonum", func(ta, tb blas.Transpose, m, n, k int, a []float32, lda int, bm []float32, ldb int, c []float32) {
+			gonum.Implementation{}.Sgemm(ta, tb, m, n, k, 1, a, lda, bm, ldb, 0, c, n)
+		}},
+	}
+	if useBLAS32 { // the openblas tag: blas32 is OpenBLAS
+		impls = append(impls, impl{"openblas", func(ta, tb blas.Transpose, m, n, k int, a []float32, lda int, bm []float32, ldb int, c []float32) {
+			blas32.Implementation().Sgemm(ta, tb, m, n, k, 1, a, lda, bm, ldb, 0, c, n)
+		}})
+	}
+	for _, s := range gemmShapes {
+		a := make([]float32, s.m*s.k)
+		bm := make([]float32, s.k*s.n)
+		c := make([]float32, s.m*s.n)
+		for i := range a {
+			a[i] = float32(i%7) * 0.25
+		}
+		for i := range bm {
+			bm[i] = float32(i%5) * 0.5
+		}
+		ta, tb, lda, ldb := blas.NoTrans, blas.NoTrans, s.k, s.n
+		if s.transA {
+			ta, lda = blas.Trans, s.m
+		}
+		if s.transB {
+			tb, ldb = blas.Trans, s.k
+		}
+		for _, im := range impls {
+			b.Run(s.name+"/"+im.name, func(b *testing.B) {
+				// One call before timing: packing buffers and BLAS threads
+				// start on the first.
+				im.f(ta, tb, s.m, s.n, s.k, a, lda, bm, ldb, c)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					im.f(ta, tb, s.m, s.n, s.k, a, lda, bm, ldb, c)
+				}
+				b.ReportMetric(2*float64(s.m)*float64(s.n)*float64(s.k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
 		}
 	}
 }

@@ -5,17 +5,24 @@ import (
 	"gonum.org/v1/gonum/blas/blas32"
 
 	"github.com/kilnml/kiln/device"
+	"github.com/kilnml/kiln/device/cpu/internal/gemm"
 )
 
-// blasName names the BLAS that blas32 dispatches to in this build; the
-// openblas build tag replaces it (see openblas.go).
-var blasName = "gonum (pure Go)"
+// blasName names the GEMM that Gemm uses in this build; the openblas
+// build tag replaces it (see openblas.go).
+var blasName = "kiln (pure Go + assembly, " + gemm.Kernel() + " micro-kernel)"
+
+// useBLAS32 routes Gemm through gonum's blas32 instead of the internal
+// gemm package; the openblas build tag sets it (blas32 then calls
+// OpenBLAS).
+var useBLAS32 = false
 
 // BLAS reports which BLAS implementation Gemm uses in this build, for
 // benchmark tables and `kiln devices`.
 func BLAS() string { return blasName }
 
-// Gemm computes C = alpha·op(A)·op(B) + beta·C through blas32 (row-major).
+// Gemm computes C = alpha·op(A)·op(B) + beta·C (row-major) with the
+// internal gemm package (or OpenBLAS under the openblas tag).
 // When alpha is 0, A and B are not read; when beta is 0, C is not read.
 func (d *Device) Gemm(transA, transB bool, m, n, k int, alpha float32, a, b device.Buffer, beta float32, c device.Buffer) error {
 	const op = "Gemm"
@@ -59,20 +66,60 @@ func (d *Device) Gemm(transA, transB bool, m, n, k int, alpha float32, a, b devi
 		}
 		return nil
 	}
-	ga := blas32.General{Rows: m, Cols: k, Stride: k, Data: af}
-	ta := blas.NoTrans
+	gemmF32(transA, transB, m, n, k, alpha, af, bf, beta, cf)
+	return nil
+}
+
+// gemmF32 is the backend's single GEMM on dense row-major slices (the
+// leading dimensions are the stored widths): C = alpha·op(A)·op(B) +
+// beta·C, C not read when beta is 0. The slices are already checked to
+// be long enough.
+func gemmF32(transA, transB bool, m, n, k int, alpha float32, a, b []float32, beta float32, c []float32) {
+	lda, ldb := k, n
 	if transA {
-		ga = blas32.General{Rows: k, Cols: m, Stride: m, Data: af}
+		lda = m
+	}
+	if transB {
+		ldb = k
+	}
+	if !useBLAS32 {
+		gemm.Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, n)
+		return
+	}
+	ta, tb := blas.NoTrans, blas.NoTrans
+	if transA {
 		ta = blas.Trans
 	}
-	gb := blas32.General{Rows: k, Cols: n, Stride: n, Data: bf}
-	tb := blas.NoTrans
 	if transB {
-		gb = blas32.General{Rows: n, Cols: k, Stride: k, Data: bf}
 		tb = blas.Trans
 	}
 	// Both gonum's Sgemm and OpenBLAS zero C when beta is 0 rather than
 	// scaling it (checked by TestGemmBetaZeroIgnoresNaN), so C is not read.
-	blas32.Gemm(ta, tb, alpha, ga, gb, beta, blas32.General{Rows: m, Cols: n, Stride: n, Data: cf})
-	return nil
+	blas32.Implementation().Sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, n)
+}
+
+// gemmBatchedF32 is the strided-batched GEMM on dense row-major slices:
+// C_i = alpha·op(A_i)·op(B_i) + beta·C_i with A_i at a[i·strideA:], B_i at
+// b[i·strideB:] and C_i at c[i·strideC:] (strideC ≥ m·n), each shaped as
+// in gemmF32. A shared operand (stride 0) is packed once for the whole
+// batch, and the batch is spread over goroutines by entry when the
+// products are small or by tiles when they are large. The slices are
+// already checked to be long enough; alpha 0 is the caller's (it must
+// not read A or B), as in Gemm.
+func gemmBatchedF32(transA, transB bool, m, n, k int, alpha float32, a []float32, strideA int, b []float32, strideB int,
+	beta float32, c []float32, strideC int, batch int) {
+	if useBLAS32 {
+		for i := 0; i < batch; i++ {
+			gemmF32(transA, transB, m, n, k, alpha, a[i*strideA:], b[i*strideB:], beta, c[i*strideC:])
+		}
+		return
+	}
+	lda, ldb := k, n
+	if transA {
+		lda = m
+	}
+	if transB {
+		ldb = k
+	}
+	gemm.SgemmBatched(transA, transB, m, n, k, alpha, a, lda, strideA, b, ldb, strideB, beta, c, n, strideC, batch)
 }

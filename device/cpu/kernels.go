@@ -369,7 +369,9 @@ func argmaxRows(x []float32, out []int32, cols, lo, hi int) {
 }
 
 // Activation math. GELU uses the exact erf form; GELUTanh PyTorch's tanh
-// approximation. Transcendentals run in float64 and round once.
+// approximation; ELU expm1 (as PyTorch), so that it keeps its relative
+// accuracy near 0. Transcendentals run in float64 and round once. SiLU and
+// ELU have no AVX2 path.
 
 const (
 	invSqrt2    = 0.70710678118654752440
@@ -476,6 +478,20 @@ func activate(act device.Activation, alpha float32, x, y []float32, total int) {
 			z := float64(v)
 			y[i] = float32(0.5 * z * (1 + math.Tanh(sqrt2OverPi*(z+geluC*z*z*z))))
 		}
+	case device.SiLU:
+		for i, v := range x {
+			z := float64(v)
+			y[i] = float32(z * sigmoid64(z))
+		}
+	case device.ELU:
+		a := float64(alpha)
+		for i, v := range x {
+			if v > 0 {
+				y[i] = v
+				continue
+			}
+			y[i] = float32(a * math.Expm1(float64(v)))
+		}
 	}
 }
 
@@ -550,6 +566,26 @@ func activateGrad(act device.Activation, alpha float32, x, y, dy, dx []float32, 
 			t := math.Tanh(inner)
 			d := 0.5*(1+t) + 0.5*z*(1-t*t)*sqrt2OverPi*(1+3*geluC*z*z)
 			dx[i] = float32(float64(g) * d)
+		}
+	case device.SiLU:
+		// d/dx x·σ(x) = σ(x)·(1 + x·(1 − σ(x))).
+		x = x[:len(dy)]
+		for i, g := range dy {
+			z := float64(x[i])
+			s := sigmoid64(z)
+			dx[i] = float32(float64(g) * s * (1 + z*(1-s)))
+		}
+	case device.ELU:
+		// 1 for x > 0, else alpha·exp(x) (PyTorch's elu_backward from x).
+		x = x[:len(dy)]
+		a := float64(alpha)
+		for i, g := range dy {
+			v := x[i]
+			if v > 0 {
+				dx[i] = g
+				continue
+			}
+			dx[i] = float32(float64(g) * a * math.Exp(float64(v)))
 		}
 	}
 }

@@ -15,5 +15,6 @@ import (
 // its own: the cgo line above adds -lopenblas.
 func init() {
 	blas32.Use(netlib.Implementation{})
+	useBLAS32 = true
 	blasName = "OpenBLAS (cgo, gonum.org/v1/netlib)"
 }

@@ -233,7 +233,7 @@ func (d *Device) Activate(act device.Activation, alpha float32, x, y device.Buff
 }
 
 // ActivateGrad sets dx = dy·f'(x). ReLU reads x (or y when x is nil);
-// LeakyReLU, GELU and GELUTanh read x; Tanh and Sigmoid read y (or
+// LeakyReLU, GELU, GELUTanh, SiLU and ELU read x; Tanh and Sigmoid read y (or
 // recompute it from x when y is nil); Identity reads neither.
 func (d *Device) ActivateGrad(act device.Activation, alpha float32, x, y, dy, dx device.Buffer, n int) error {
 	const op = "ActivateGrad"
@@ -253,7 +253,7 @@ func (d *Device) ActivateGrad(act device.Activation, alpha float32, x, y, dy, dx
 	case device.ReLU:
 		needX = x != nil || y == nil
 		needY = !needX
-	case device.LeakyReLU, device.GELU, device.GELUTanh:
+	case device.LeakyReLU, device.GELU, device.GELUTanh, device.SiLU, device.ELU:
 		needX = true
 	case device.Tanh, device.Sigmoid:
 		needY = y != nil || x == nil

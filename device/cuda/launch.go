@@ -40,9 +40,37 @@ const (
 	kRandUniform
 	kDropout
 	// conv.cu kernels (add IDs here)
+	kIm2Col
+	kCol2Im
+	kAddChannelBias
+	kChannelBiasGrad
+	kMaxPool2D
+	kMaxPool2DGrad
+	kAvgPool2D
+	kAvgPool2DGrad
+	kAdaptiveAvgPool2D
+	kAdaptiveAvgPool2DGrad
 	// norm.cu kernels (add IDs here)
+	kBNStatsPartial
+	kBNStatsFinal
+	kBNApply
+	kBNGradPartial
+	kBNGradFinal
+	kBNGradApply
+	kLNRows
+	kLNGradRows
+	kLNGradCols
+	kLNGradColsFinal
 	// attention.cu kernels (add IDs here)
+	kSoftmaxMasked
+	kSoftmaxMaskedGrad
+	kPermute4
 	// embedding.cu kernels (add IDs here)
+	kGather
+	kScatterAdd
+	kXentIgnoreCount
+	kXentIgnoreRows
+	kXentIgnoreFinal
 	numKernels
 )
 
@@ -74,9 +102,37 @@ var kernelDefs = [numKernels]struct{ family, name string }{
 	kRandUniform:     {"random", "rand_uniform_f32"},
 	kDropout:         {"random", "dropout_mask_f32"},
 	// conv.cu kernels (add definitions here)
+	kIm2Col:                {"conv", "im2col_f32"},
+	kCol2Im:                {"conv", "col2im_f32"},
+	kAddChannelBias:        {"conv", "add_channel_bias_f32"},
+	kChannelBiasGrad:       {"conv", "channel_bias_grad_f32"},
+	kMaxPool2D:             {"conv", "maxpool2d_f32"},
+	kMaxPool2DGrad:         {"conv", "maxpool2d_grad_f32"},
+	kAvgPool2D:             {"conv", "avgpool2d_f32"},
+	kAvgPool2DGrad:         {"conv", "avgpool2d_grad_f32"},
+	kAdaptiveAvgPool2D:     {"conv", "adaptive_avgpool2d_f32"},
+	kAdaptiveAvgPool2DGrad: {"conv", "adaptive_avgpool2d_grad_f32"},
 	// norm.cu kernels (add definitions here)
+	kBNStatsPartial:  {"norm", "bn_stats_partial_f32"},
+	kBNStatsFinal:    {"norm", "bn_stats_final_f32"},
+	kBNApply:         {"norm", "bn_apply_f32"},
+	kBNGradPartial:   {"norm", "bn_grad_partial_f32"},
+	kBNGradFinal:     {"norm", "bn_grad_final_f32"},
+	kBNGradApply:     {"norm", "bn_grad_apply_f32"},
+	kLNRows:          {"norm", "layer_norm_rows_f32"},
+	kLNGradRows:      {"norm", "layer_norm_grad_rows_f32"},
+	kLNGradCols:      {"norm", "layer_norm_grad_cols_f32"},
+	kLNGradColsFinal: {"norm", "layer_norm_grad_cols_final_f32"},
 	// attention.cu kernels (add definitions here)
+	kSoftmaxMasked:     {"attention", "softmax_masked_rows_f32"},
+	kSoftmaxMaskedGrad: {"attention", "softmax_masked_grad_rows_f32"},
+	kPermute4:          {"attention", "permute4_f32"},
 	// embedding.cu kernels (add definitions here)
+	kGather:          {"embedding", "gather_rows_f32"},
+	kScatterAdd:      {"embedding", "scatter_add_rows_f32"},
+	kXentIgnoreCount: {"embedding", "xent_ignore_count"},
+	kXentIgnoreRows:  {"embedding", "xent_ignore_rows_f32"},
+	kXentIgnoreFinal: {"embedding", "xent_ignore_final"},
 }
 
 // Launch shapes shared by the kernels (see each kernel's comment).

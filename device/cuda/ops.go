@@ -105,24 +105,8 @@ func (d *Device) Gemm(transA, transB bool, m, n, k int, alpha float32, a, b devi
 		if !ok {
 			return fmt.Errorf("cuda: Gemm: kernel %s planned but not loaded for compute capability %d.%d", plan.Kernel, d.cc/10, d.cc%10)
 		}
-		if plan.Splits <= 1 {
-			return d.launchFn(f, plan.Kernel, plan.Grid, plan.Block, plan.SharedBytes,
-				[]uint64{argI32(m), argI32(n), argI32(k), argF32(alpha), p(ab), p(bb), argF32(beta), p(cb)})
-		}
-		ws, err := d.workspace(int64(plan.WorkspaceFloats) * 4)
-		if err != nil {
-			return err
-		}
-		if err := d.launchFn(f, plan.Kernel, plan.Grid, plan.Block, plan.SharedBytes,
-			[]uint64{argI32(m), argI32(n), argI32(k), argF32(1), p(ab), p(bb), argF32(0), uint64(ws)}); err != nil {
-			return err
-		}
-		rf, ok := d.gemm[plan.ReduceKernel]
-		if !ok {
-			return fmt.Errorf("cuda: Gemm: kernel %s planned but not loaded", plan.ReduceKernel)
-		}
-		return d.launchFn(rf, plan.ReduceKernel, plan.ReduceGrid, plan.ReduceBlock, 0,
-			[]uint64{argI32(m * n), argI32(plan.Splits), argF32(alpha), uint64(ws), argF32(beta), p(cb)})
+		// One product: a batch of 1, strides 0 (see kernels/gemm_launch.go).
+		return d.launchGemm(op, f, plan, m, n, k, alpha, p(ab), 0, p(bb), 0, beta, p(cb), 0)
 	})
 }
 
@@ -240,7 +224,7 @@ func (d *Device) Activate(act device.Activation, alpha float32, x, y device.Buff
 }
 
 // ActivateGrad sets dx = dy·f'(x), reading what the CPU backend reads: ReLU
-// reads x (or y when x is nil); LeakyReLU, GELU and GELUTanh read x; Tanh
+// reads x (or y when x is nil); LeakyReLU, GELU, GELUTanh, SiLU and ELU read x; Tanh
 // and Sigmoid read y (or recompute f from x when y is nil); Identity reads
 // neither.
 func (d *Device) ActivateGrad(act device.Activation, alpha float32, x, y, dy, dx device.Buffer, n int) error {
@@ -259,7 +243,7 @@ func (d *Device) ActivateGrad(act device.Activation, alpha float32, x, y, dy, dx
 	case device.ReLU:
 		needX = x != nil || y == nil
 		needY = !needX
-	case device.LeakyReLU, device.GELU, device.GELUTanh:
+	case device.LeakyReLU, device.GELU, device.GELUTanh, device.SiLU, device.ELU:
 		needX = true
 	case device.Tanh, device.Sigmoid:
 		needY = y != nil || x == nil

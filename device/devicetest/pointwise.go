@@ -42,7 +42,7 @@ type actCase struct {
 }
 
 func (a actCase) String() string {
-	if a.act == device.LeakyReLU {
+	if a.act == device.LeakyReLU || a.act == device.ELU {
 		return fmt.Sprintf("%s%g", a.act, a.alpha)
 	}
 	return a.act.String()
@@ -51,6 +51,7 @@ func (a actCase) String() string {
 var actCases = []actCase{
 	{device.Identity, 0}, {device.ReLU, 0}, {device.LeakyReLU, 0.01}, {device.LeakyReLU, 0.2},
 	{device.Tanh, 0}, {device.Sigmoid, 0}, {device.GELU, 0}, {device.GELUTanh, 0},
+	{device.SiLU, 0}, {device.ELU, 1}, {device.ELU, 0.5},
 }
 
 const geluTanhC = 0.7978845608028654 // sqrt(2/π)
@@ -91,6 +92,15 @@ func actRef(a actCase, x float64) (y, dy float64) {
 		inner := geluTanhC * (x + 0.044715*x*x*x)
 		t := math.Tanh(inner)
 		return 0.5 * x * (1 + t), 0.5*(1+t) + 0.5*x*(1-t*t)*geluTanhC*(1+3*0.044715*x*x)
+	case device.SiLU:
+		// x·σ(x); exp(−x) cannot overflow in float64 for |x| ≤ 700.
+		s := 1 / (1 + math.Exp(-x))
+		return x * s, s + x*s*(1-s)
+	case device.ELU:
+		if x > 0 {
+			return x, 1
+		}
+		return al * math.Expm1(x), al * math.Exp(x)
 	}
 	panic("unknown activation")
 }

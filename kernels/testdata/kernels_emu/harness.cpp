@@ -136,9 +136,37 @@ static std::map<std::string, Kernel> kernels = {
     {"rand_uniform_f32", kernel(k_random::rand_uniform_f32)},
     {"dropout_mask_f32", kernel(k_random::dropout_mask_f32)},
     // conv.cu kernels (add entries here)
+    {"im2col_f32", kernel(k_conv::im2col_f32)},
+    {"col2im_f32", kernel(k_conv::col2im_f32)},
+    {"add_channel_bias_f32", kernel(k_conv::add_channel_bias_f32)},
+    {"channel_bias_grad_f32", kernel(k_conv::channel_bias_grad_f32)},
+    {"maxpool2d_f32", kernel(k_conv::maxpool2d_f32)},
+    {"maxpool2d_grad_f32", kernel(k_conv::maxpool2d_grad_f32)},
+    {"avgpool2d_f32", kernel(k_conv::avgpool2d_f32)},
+    {"avgpool2d_grad_f32", kernel(k_conv::avgpool2d_grad_f32)},
+    {"adaptive_avgpool2d_f32", kernel(k_conv::adaptive_avgpool2d_f32)},
+    {"adaptive_avgpool2d_grad_f32", kernel(k_conv::adaptive_avgpool2d_grad_f32)},
     // norm.cu kernels (add entries here)
+    {"bn_stats_partial_f32", kernel(k_norm::bn_stats_partial_f32)},
+    {"bn_stats_final_f32", kernel(k_norm::bn_stats_final_f32)},
+    {"bn_apply_f32", kernel(k_norm::bn_apply_f32)},
+    {"bn_grad_partial_f32", kernel(k_norm::bn_grad_partial_f32)},
+    {"bn_grad_final_f32", kernel(k_norm::bn_grad_final_f32)},
+    {"bn_grad_apply_f32", kernel(k_norm::bn_grad_apply_f32)},
+    {"layer_norm_rows_f32", kernel(k_norm::layer_norm_rows_f32)},
+    {"layer_norm_grad_rows_f32", kernel(k_norm::layer_norm_grad_rows_f32)},
+    {"layer_norm_grad_cols_f32", kernel(k_norm::layer_norm_grad_cols_f32)},
+    {"layer_norm_grad_cols_final_f32", kernel(k_norm::layer_norm_grad_cols_final_f32)},
     // attention.cu kernels (add entries here)
+    {"softmax_masked_rows_f32", kernel(k_attention::softmax_masked_rows_f32)},
+    {"softmax_masked_grad_rows_f32", kernel(k_attention::softmax_masked_grad_rows_f32)},
+    {"permute4_f32", kernel(k_attention::permute4_f32)},
     // embedding.cu kernels (add entries here)
+    {"gather_rows_f32", kernel(k_embedding::gather_rows_f32)},
+    {"scatter_add_rows_f32", kernel(k_embedding::scatter_add_rows_f32)},
+    {"xent_ignore_count", kernel(k_embedding::xent_ignore_count)},
+    {"xent_ignore_rows_f32", kernel(k_embedding::xent_ignore_rows_f32)},
+    {"xent_ignore_final", kernel(k_embedding::xent_ignore_final)},
 };
 
 // --- launches ------------------------------------------------------------------------
@@ -236,9 +264,13 @@ static const char* threaded_kernels[] = {
     "softmax_rows_f32", "softmax_grad_rows_f32", "loss_elem_f32", "xent_rows_f32",
     "reduce_partial_f32", "reduce_final_f64", "argmax_rows_f32",
     // conv.cu threaded kernels (add names here)
+    "channel_bias_grad_f32",
     // norm.cu threaded kernels (add names here)
+    "bn_stats_partial_f32", "bn_grad_partial_f32", "layer_norm_rows_f32", "layer_norm_grad_rows_f32",
     // attention.cu threaded kernels (add names here)
+    "softmax_masked_rows_f32", "softmax_masked_grad_rows_f32",
     // embedding.cu threaded kernels (add names here)
+    "scatter_add_rows_f32", "xent_ignore_count", "xent_ignore_rows_f32", "xent_ignore_final",
 };
 static bool all_threaded = false;
 
