@@ -26,9 +26,10 @@ build:
 build-cuda:
 	$(GO) build -tags cuda -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/kiln-cuda ./cmd/kiln
 
-## test: the test suite of the default (CPU) build
+## test: the test suite of the default (CPU) build, and the Dockerfile test (its own module)
 test:
 	$(GO) test ./...
+	cd docker && $(GO) test ./...
 
 ## test-cuda: build the CUDA backend's test binary; run it only where a GPU answers
 test-cuda:

@@ -38,6 +38,14 @@ type CSVOptions struct {
 	ClassNames []string
 	// Comma is the field separator (default ',').
 	Comma rune
+	// LabelOptional accepts a file without the label column(s): then every
+	// column is a feature and the Dataset has neither Labels nor Y (rows
+	// to predict). A file that has them is read as usual.
+	LabelOptional bool
+	// NoHeader reads a file without a header row: every row is data,
+	// every column a feature (errors name it by number), and there are no
+	// targets. Label must be empty.
+	NoHeader bool
 }
 
 // ReadCSV reads a CSV file with a header row into a Dataset. See
@@ -71,8 +79,9 @@ var utf8BOM = []byte{0xef, 0xbb, 0xbf}
 // label column, or a column that mixes numbers and names, is an error:
 // a float target needs opt.Regression. Errors name the file, the line and
 // the column (number and header name), say what was expected, and quote
-// at most a short prefix of a bad value. name is the file name used in
-// errors and as the Dataset name.
+// at most a short prefix of a bad value. opt.LabelOptional and
+// opt.NoHeader read prediction inputs with the same rules. name is the
+// file name used in errors and as the Dataset name.
 func ParseCSV(r io.Reader, name string, opt CSVOptions) (*Dataset, error) {
 	label := opt.Label
 	if label == "" {
@@ -91,6 +100,9 @@ func ParseCSV(r io.Reader, name string, opt CSVOptions) (*Dataset, error) {
 	cr.ReuseRecord = false
 
 	header, err := cr.Read()
+	if err == io.EOF && opt.NoHeader {
+		return nil, fmt.Errorf("data: %s: empty file, want rows of numbers", name)
+	}
 	if err == io.EOF {
 		return nil, fmt.Errorf("data: %s: empty file, want a header row", name)
 	}
@@ -98,12 +110,23 @@ func ParseCSV(r io.Reader, name string, opt CSVOptions) (*Dataset, error) {
 		return nil, csvErr(name, err)
 	}
 	hl, _ := cr.FieldPos(0)
+	var first []string // NoHeader: the first row is data
+	if opt.NoHeader {
+		if opt.Label != "" {
+			return nil, fmt.Errorf("data: %s: Label %s with NoHeader; a file without a header row has no label column", name, quote(opt.Label))
+		}
+		first = header
+		header = make([]string, len(first))
+	}
 	for i, h := range header {
 		header[i] = strings.TrimSpace(h)
 	}
-	cols, err := labelColumns(name, hl, header, label)
-	if err != nil {
-		return nil, err
+	var cols []int
+	if !opt.NoHeader {
+		cols, err = labelColumns(name, hl, header, label)
+		if err != nil && !(opt.LabelOptional && errors.Is(err, errNoLabel)) {
+			return nil, err
+		}
 	}
 	isLabel := make([]bool, len(header))
 	for _, c := range cols {
@@ -120,18 +143,12 @@ func ParseCSV(r io.Reader, name string, opt CSVOptions) (*Dataset, error) {
 
 	var x []float32
 	var rawLabels []string // row-major, len(cols) per row
-	var labelLines []int
-	for {
-		rec, err := cr.Read()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, csvErr(name, err)
-		}
+	var labelLines []int   // the line of each row's (first) label field, or of the row
+	// addRow reads the record just returned by cr.Read (FieldPos refers to it).
+	addRow := func(rec []string) error {
 		line, _ := cr.FieldPos(0)
 		if len(rec) != len(header) {
-			return nil, fmt.Errorf("data: %s:%d: row has %d fields, want %d (as in the header)", name, line, len(rec), len(header))
+			return fmt.Errorf("data: %s:%d: row has %d fields, want %d (as in the header)", name, line, len(rec), len(header))
 		}
 		for i, s := range rec {
 			if isLabel[i] {
@@ -140,15 +157,39 @@ func ParseCSV(r io.Reader, name string, opt CSVOptions) (*Dataset, error) {
 			v, err := parseNumber(s)
 			if err != nil {
 				fl, _ := cr.FieldPos(i)
-				return nil, fmt.Errorf("data: %s:%d: column %d (%s): %v", name, fl, i+1, quote(header[i]), err)
+				col := fmt.Sprintf("column %d (%s)", i+1, quote(header[i]))
+				if opt.NoHeader {
+					col = fmt.Sprintf("column %d", i+1)
+				}
+				return fmt.Errorf("data: %s:%d: %s: %v", name, fl, col, err)
 			}
 			x = append(x, v)
 		}
 		for _, c := range cols {
 			rawLabels = append(rawLabels, strings.TrimSpace(rec[c]))
 		}
-		ll, _ := cr.FieldPos(cols[0])
-		labelLines = append(labelLines, ll)
+		if len(cols) > 0 {
+			line, _ = cr.FieldPos(cols[0])
+		}
+		labelLines = append(labelLines, line)
+		return nil
+	}
+	if first != nil {
+		if err := addRow(first); err != nil {
+			return nil, err
+		}
+	}
+	for {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, csvErr(name, err)
+		}
+		if err := addRow(rec); err != nil {
+			return nil, err
+		}
 	}
 	n := len(labelLines)
 	if n == 0 {
@@ -159,6 +200,9 @@ func ParseCSV(r io.Reader, name string, opt CSVOptions) (*Dataset, error) {
 		X:        x,
 		Features: nf,
 		Shape:    []int{nf},
+	}
+	if len(cols) == 0 {
+		return d, nil // LabelOptional without the label column, or NoHeader: inputs only
 	}
 	// where names the cell of row i, label column j (an index into cols).
 	where := func(i, j int) string {
@@ -257,6 +301,10 @@ func ParseCSV(r io.Reader, name string, opt CSVOptions) (*Dataset, error) {
 	return d, nil
 }
 
+// errNoLabel is wrapped by labelColumns' error when none of the label
+// columns is in the header (CSVOptions.LabelOptional accepts that).
+var errNoLabel = errors.New("no label column")
+
 // labelColumns finds the target column(s) named by label in the header:
 // the column of that exact name, else each of its comma-separated names,
 // each of which must appear exactly once.
@@ -274,13 +322,14 @@ func labelColumns(name string, line int, header []string, label string) ([]int, 
 		return at, nil
 	}
 	at, err := find(label)
-	if err != nil || len(at) == 1 || !strings.Contains(label, ",") {
-		if err == nil && len(at) == 0 {
-			err = fmt.Errorf("data: %s:%d: no label column %s in header %s; choose the target column by name", name, line, quote(label), quoteList(header))
-		}
+	if err != nil || len(at) == 1 {
 		return at, err
 	}
+	if !strings.Contains(label, ",") {
+		return nil, fmt.Errorf("data: %s:%d: %w %s in header %s; choose the target column by name", name, line, errNoLabel, quote(label), quoteList(header))
+	}
 	var cols []int
+	var missing []string
 	seen := map[string]bool{}
 	for _, l := range strings.Split(label, ",") {
 		l = strings.TrimSpace(l)
@@ -293,9 +342,16 @@ func labelColumns(name string, line int, header []string, label string) ([]int, 
 			return nil, err
 		}
 		if len(at) == 0 {
-			return nil, fmt.Errorf("data: %s:%d: no label column %s (of %s) in header %s; choose the target columns by name", name, line, quote(l), quote(label), quoteList(header))
+			missing = append(missing, l)
+			continue
 		}
 		cols = append(cols, at[0])
+	}
+	switch {
+	case len(cols) == 0:
+		return nil, fmt.Errorf("data: %s:%d: %w of %s in header %s; choose the target columns by name", name, line, errNoLabel, quote(label), quoteList(header))
+	case len(missing) > 0:
+		return nil, fmt.Errorf("data: %s:%d: no label column %s (of %s) in header %s; choose the target columns by name", name, line, quote(missing[0]), quote(label), quoteList(header))
 	}
 	return cols, nil
 }

@@ -123,6 +123,47 @@ func TestParseCSVMultiColumnTargets(t *testing.T) {
 	}
 }
 
+// TestParseCSVInputsOnly: prediction inputs are read by the same rules,
+// without a label column (LabelOptional) or without a header (NoHeader).
+func TestParseCSVInputsOnly(t *testing.T) {
+	d, err := ParseCSV(strings.NewReader("\ufeffa,b\n1,2\n3,4\n"), "in.csv", CSVOptions{LabelOptional: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Features != 2 || d.Len() != 2 || d.Labels != nil || d.Y != nil || !slices.Equal(d.X, []float32{1, 2, 3, 4}) {
+		t.Errorf("LabelOptional without labels: features %d len %d labels %v Y %v X %v", d.Features, d.Len(), d.Labels, d.Y, d.X)
+	}
+	if err := d.Validate(); err != nil {
+		t.Error(err)
+	}
+	// With the label column present it is read (and checked) as usual.
+	d, err = ParseCSV(strings.NewReader("a,label\n1,2\n"), "in.csv", CSVOptions{LabelOptional: true})
+	if err != nil || d.Features != 1 || !slices.Equal(d.Labels, []int32{2}) {
+		t.Errorf("LabelOptional with labels: %+v %v", d, err)
+	}
+	for _, c := range []struct {
+		in   string
+		opt  CSVOptions
+		want string
+	}{
+		{"a,b\n1,NaN\n", CSVOptions{LabelOptional: true}, `in.csv:2: column 2 ("b"): "NaN" is not a finite number`},
+		{"a,label\n1,0.5\n", CSVOptions{LabelOptional: true}, `label "0.5" is not an integer`},
+		{"a,y1\n1,0\n", CSVOptions{Label: "y1,y2", LabelOptional: true}, `no label column "y2" (of "y1,y2")`},
+		{"1,2\n3,x\n", CSVOptions{NoHeader: true}, `in.csv:2: column 2: "x" is not a number`},
+		{"1,2\n3\n", CSVOptions{NoHeader: true}, "in.csv:2: row has 1 fields, want 2"},
+		{"1,2\n", CSVOptions{NoHeader: true, Label: "y"}, "with NoHeader"},
+		{"", CSVOptions{NoHeader: true}, "in.csv: empty file, want rows of numbers"},
+	} {
+		if _, err := ParseCSV(strings.NewReader(c.in), "in.csv", c.opt); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q %+v: err = %v, want %q", c.in, c.opt, err, c.want)
+		}
+	}
+	d, err = ParseCSV(strings.NewReader("\ufeff1,2,3\n4,5,6\n"), "in.csv", CSVOptions{NoHeader: true})
+	if err != nil || d.Features != 3 || d.Len() != 2 || d.Labels != nil || !slices.Equal(d.X, []float32{1, 2, 3, 4, 5, 6}) {
+		t.Errorf("NoHeader: %+v %v", d, err)
+	}
+}
+
 // TestParseCSVQuotesShortly: an error quotes a short prefix of a huge cell
 // and says its length, and lists only the first names of a long header.
 func TestParseCSVQuotesShortly(t *testing.T) {
@@ -294,6 +335,26 @@ func TestLoadCSVSplitAndStandardize(t *testing.T) {
 	tp2 := writeFile(t, dir, "test2.csv", []byte("f1,cls\n1,b\n"))
 	if _, _, err = Load(p, Options{Label: "cls", TestFile: tp2}); err == nil || !strings.Contains(err.Error(), "1 feature columns") {
 		t.Errorf("feature count mismatch: %v", err)
+	}
+	// NoTest holds nothing out: all rows train, the test set is empty but
+	// has the same columns and classes (and the training statistics).
+	tr, te, err = Load(p, Options{Label: "cls", NoTest: true, Standardize: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Len() != 50 || te.Len() != 0 || te.Features != 2 || te.Classes != 2 || !slices.Equal(te.ClassNames, tr.ClassNames) || te.Stats == nil {
+		t.Errorf("NoTest: train %d test %d features %d classes %d names %v stats %v", tr.Len(), te.Len(), te.Features, te.Classes, te.ClassNames, te.Stats)
+	}
+	if err := te.Validate(); err != nil {
+		t.Errorf("NoTest: empty test set: %v", err)
+	}
+	for _, bad := range []Options{{Label: "cls", NoTest: true, TestFrac: 0.3}, {Label: "cls", NoTest: true, TestFile: tp}} {
+		if _, _, err := Load(p, bad); err == nil || !strings.Contains(err.Error(), "choose one") {
+			t.Errorf("NoTest with %+v: %v", bad, err)
+		}
+	}
+	if _, _, err := Load("Digits", Options{NoTest: true}); err == nil || !strings.Contains(err.Error(), "digits has a fixed test set") {
+		t.Errorf("NoTest on digits: %v", err)
 	}
 	// A missing label column names the file.
 	if _, _, err = Load(p, Options{}); err == nil || !strings.Contains(err.Error(), filepath.Base(p)) {

@@ -62,20 +62,23 @@ func fuzzCorpora(t testing.TB) map[string][]corpusEntry {
 			{"zero-count", []any{[]byte{0, 0, 8, 3, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 3}, []byte{0, 0, 8, 1, 0, 0, 0, 0}}},
 		},
 		"FuzzParseCSV": {
-			{"int-labels", []any{"a,label\n1,0\n2,1\n", "", false, 0}},
-			{"names", []any{"a,b,label\n1,2,cat\n3,4,dog\n", "", false, 0}},
-			{"regression", []any{"x,y\n1.5,2.5\n", "y", true, 0}},
-			{"multi-output", []any{"y1,x,y2\n1,2,3\n4,5,6\n", "y1,y2", true, 0}},
-			{"multi-label", []any{"a,b,x\n1,0,2\n0,1,3\n", "a,b", false, 0}},
-			{"classes", []any{"a,label\n1,0\n2,4\n", "", false, 5}},
-			{"bom-quoted", []any{bom + "\"a\",\"label\"\n1,0\n", "", false, 0}},
-			{"label-only", []any{"label\n", "", false, 0}},
-			{"bad-quote", []any{"a,label\n\"1,0\n", "", false, 0}},
-			{"negative", []any{"a,label\n1,-5\n", "", false, 0}},
-			{"nan-inf", []any{"a,label\nNaN,0\nInf,1\n", "", false, 0}},
-			{"float-label", []any{"a,label\n1,0.5\n", "", false, 0}},
-			{"mixed-labels", []any{"a,label\n1,0\n2,NA\n", "", false, 0}},
-			{"huge-label", []any{"a,label\n1,1e400\n", "", false, 0}},
+			{"int-labels", []any{"a,label\n1,0\n2,1\n", "", false, 0, false, false}},
+			{"names", []any{"a,b,label\n1,2,cat\n3,4,dog\n", "", false, 0, false, false}},
+			{"regression", []any{"x,y\n1.5,2.5\n", "y", true, 0, false, false}},
+			{"multi-output", []any{"y1,x,y2\n1,2,3\n4,5,6\n", "y1,y2", true, 0, false, false}},
+			{"multi-label", []any{"a,b,x\n1,0,2\n0,1,3\n", "a,b", false, 0, false, false}},
+			{"classes", []any{"a,label\n1,0\n2,4\n", "", false, 5, false, false}},
+			{"bom-quoted", []any{bom + "\"a\",\"label\"\n1,0\n", "", false, 0, false, false}},
+			{"label-only", []any{"label\n", "", false, 0, false, false}},
+			{"bad-quote", []any{"a,label\n\"1,0\n", "", false, 0, false, false}},
+			{"negative", []any{"a,label\n1,-5\n", "", false, 0, false, false}},
+			{"nan-inf", []any{"a,label\nNaN,0\nInf,1\n", "", false, 0, false, false}},
+			{"float-label", []any{"a,label\n1,0.5\n", "", false, 0, false, false}},
+			{"mixed-labels", []any{"a,label\n1,0\n2,NA\n", "", false, 0, false, false}},
+			{"huge-label", []any{"a,label\n1,1e400\n", "", false, 0, false, false}},
+			{"label-optional", []any{"a,b\n1,2\n", "", false, 0, true, false}},
+			{"no-header", []any{bom + "1,2\n3,4\n", "", false, 0, false, true}},
+			{"no-header-short-row", []any{"1,2\n3\n", "", false, 0, false, true}},
 		},
 		"FuzzLoadCSV": {
 			{"split", []any{[]byte("a,label\n1,0\n2,1\n3,0\n4,1\n5,0\n6,1\n7,0\n8,1\n9,0\n10,1\n"), []byte{}, false}},
@@ -202,11 +205,12 @@ func FuzzLoadIDXPair(f *testing.F) {
 // dataset that passes Validate, with finite features and targets of the
 // kind the options ask for.
 func FuzzParseCSV(f *testing.F) {
-	f.Fuzz(func(t *testing.T, in, label string, reg bool, classes int) {
+	f.Fuzz(func(t *testing.T, in, label string, reg bool, classes int, optional, noHeader bool) {
 		if classes < 0 || classes > 1000 {
 			return
 		}
-		d, err := ParseCSV(strings.NewReader(in), "fuzz.csv", CSVOptions{Label: label, Regression: reg, Classes: classes})
+		opt := CSVOptions{Label: label, Regression: reg, Classes: classes, LabelOptional: optional, NoHeader: noHeader}
+		d, err := ParseCSV(strings.NewReader(in), "fuzz.csv", opt)
 		if err != nil {
 			if !strings.Contains(err.Error(), "fuzz.csv") {
 				t.Fatalf("error does not name the file: %v", err)
@@ -220,8 +224,11 @@ func FuzzParseCSV(f *testing.F) {
 			t.Fatalf("ParseCSV returned an invalid dataset: %v", err)
 		}
 		checkFinite(t, d)
-		if (d.Labels == nil) == (d.Y == nil) {
+		if d.Labels != nil && d.Y != nil || d.Labels == nil && d.Y == nil && !optional && !noHeader {
 			t.Fatalf("want exactly one of Labels and Y, have labels %v Y %v", d.Labels != nil, d.Y != nil)
+		}
+		if noHeader && (d.Labels != nil || d.Y != nil) {
+			t.Fatal("targets read from a file without a header")
 		}
 		if classes > 0 && d.Labels != nil && d.Classes != classes {
 			t.Fatalf("Classes = %d, asked for %d", d.Classes, classes)

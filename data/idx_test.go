@@ -278,6 +278,16 @@ func TestLoadMNISTNotFound(t *testing.T) {
 		t.Errorf("Dir without the labels file: %v", err)
 	}
 
+	// Train and test images of different shapes name both files.
+	shp := t.TempDir()
+	writeMNISTDir(t, shp)
+	im, _ := fixtureImages(2)
+	ti := writeFile(t, shp, "t10k-images-idx3-ubyte", idxBytes(t, []int{2, 3, 2}, im))
+	_, _, err = Load("mnist", Options{Dir: shp})
+	if want := ti + " has images of shape [1 3 2] but " + filepath.Join(shp, "train-images-idx3-ubyte.gz") + " has [1 2 3]"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("shape mismatch: err = %v, want %q", err, want)
+	}
+
 	// A corrupt file is reported as such, not as "not found".
 	dir := t.TempDir()
 	writeMNISTDir(t, dir)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -42,6 +43,11 @@ type Options struct {
 	// split.
 	TestFile string
 	TestFrac float64
+	// NoTest, for a CSV file without a TestFile, holds nothing out: every
+	// row is in the training set and the test set is empty (Len 0, with
+	// the training set's features and classes), as `--test-split 0` asks.
+	// It cannot be combined with TestFile or TestFrac.
+	NoTest bool
 	// Standardize z-scores every feature with mean/std computed on the
 	// training set only; the statistics are in train.Stats (and a copy in
 	// test.Stats) for checkpoints. It cannot be combined with Normalize.
@@ -76,15 +82,19 @@ func Load(name string, opt Options) (train, test *Dataset, err error) {
 			return nil, nil, fmt.Errorf("data: data directory %s is not a directory", opt.Dir)
 		}
 	}
-	switch strings.ToLower(name) {
-	case "", "digits":
+	canon, builtin := builtinNames[strings.ToLower(name)]
+	if builtin && opt.NoTest {
+		return nil, nil, fmt.Errorf("data: %s: Options.NoTest applies to CSV files; %s has a fixed test set", name, canon)
+	}
+	switch canon {
+	case "digits":
 		train, test, err = loadDigits()
 	case "mnist":
 		train, test, err = loadIDX(mnistSpec, opt)
-	case "fashion-mnist", "fashion_mnist", "fashionmnist", "fashion":
+	case "fashion-mnist":
 		train, test, err = loadIDX(fashionSpec, opt)
 	case "moons", "circles", "flower":
-		train, test, err = loadSynthetic(strings.ToLower(name), opt)
+		train, test, err = loadSynthetic(canon, opt)
 	default:
 		if !isCSVPath(name) {
 			return nil, nil, fmt.Errorf("data: unknown dataset %q: want one of %s, or the path of a CSV file", name, strings.Join(Names, ", "))
@@ -100,6 +110,14 @@ func Load(name string, opt Options) (train, test *Dataset, err error) {
 		}
 	}
 	return train, test, nil
+}
+
+// builtinNames maps each accepted spelling (lower case) of a built-in
+// dataset to its name.
+var builtinNames = map[string]string{
+	"": "digits", "digits": "digits", "mnist": "mnist",
+	"fashion-mnist": "fashion-mnist", "fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist", "fashion": "fashion-mnist",
+	"moons": "moons", "circles": "circles", "flower": "flower",
 }
 
 func isCSVPath(name string) bool {
@@ -222,6 +240,9 @@ func loadCSV(path string, opt Options) (train, test *Dataset, err error) {
 		return nil, nil, err
 	}
 	if opt.TestFile != "" {
+		if opt.NoTest {
+			return nil, nil, fmt.Errorf("data: %s: Options.NoTest with TestFile %s; choose one", path, opt.TestFile)
+		}
 		copt.ClassNames = all.ClassNames
 		if all.Labels != nil && all.ClassNames == nil {
 			copt.Classes = all.Classes // integer labels: the test set has the same class range
@@ -234,6 +255,12 @@ func loadCSV(path string, opt Options) (train, test *Dataset, err error) {
 			return nil, nil, fmt.Errorf("data: test file %s has %d feature columns, training file %s has %d", opt.TestFile, test.Features, path, all.Features)
 		}
 		return all, test, nil
+	}
+	if opt.NoTest {
+		if opt.TestFrac != 0 {
+			return nil, nil, fmt.Errorf("data: %s: Options.NoTest with TestFrac %v; choose one", path, opt.TestFrac)
+		}
+		return all, all.Subset(nil), nil
 	}
 	frac := opt.TestFrac
 	if frac == 0 {
@@ -391,7 +418,7 @@ func loadIDX(s idxSpec, opt Options) (train, test *Dataset, err error) {
 		if test, err = LoadIDXPair(s.name, vi, vl, 10); err != nil {
 			return nil, nil, err
 		}
-		if train.Features != test.Features {
+		if !slices.Equal(train.Shape, test.Shape) {
 			return nil, nil, fmt.Errorf("data: %s has images of shape %v but %s has %v; want the same shape in both", vi, test.Shape, ti, train.Shape)
 		}
 		if opt.Normalize {

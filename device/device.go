@@ -267,8 +267,11 @@ type Ops2 interface {
 	// i = 0 … batch−1, each product shaped as in Gemm, where A_i starts at
 	// element i·strideA of a, B_i at i·strideB of b and C_i at i·strideC
 	// of c. strideA or strideB may be 0 (one matrix for every i);
-	// strideC must be at least m·n, so that no two C_i overlap. When beta
-	// is 0, C is not read.
+	// strideC must be at least m·n, so that no two C_i overlap (negative
+	// strides are ErrInvalid); a must hold (batch−1)·strideA + m·k
+	// elements, and likewise b and c. When alpha is 0, A and B are not
+	// read; when beta is 0, C is not read. Elements of c between the C_i
+	// are left alone.
 	GemmBatched(transA, transB bool, m, n, k int, alpha float32, a Buffer, strideA int, b Buffer, strideB int,
 		beta float32, c Buffer, strideC int, batch int) error
 
@@ -325,12 +328,13 @@ type Ops2 interface {
 	// inner = H·W) and writes y = (x − μ_c)·invstd_c·gamma[c] + beta[c].
 	// gamma and beta may be nil (affine=False: 1 and 0).
 	//
-	// training: μ and σ² are the batch statistics over the outer·inner
-	// values of each channel (σ² biased); mean and invstd (channels each)
-	// receive μ and 1/sqrt(σ²+Eps) for BatchNormGrad; and when runMean and
-	// runVar are not nil they are updated as PyTorch does:
+	// training: μ and σ² are the batch statistics over the cnt =
+	// outer·inner values of each channel (σ² biased; cnt must be ≥ 2, as
+	// PyTorch requires); mean and invstd (channels each, required) receive
+	// μ and 1/sqrt(σ²+Eps) for BatchNormGrad; and when runMean and runVar
+	// are given (both or neither) they are updated as PyTorch does:
 	// run = (1−Momentum)·run + Momentum·stat, with the unbiased variance
-	// σ²·cnt/(cnt−1) (cnt = outer·inner, which must then be ≥ 2).
+	// σ²·cnt/(cnt−1). Eps must be ≥ 0 and Momentum in [0, 1].
 	//
 	// Not training: μ and σ² are runMean and runVar (which must not be
 	// nil); mean and invstd may be nil, and are written when not.
@@ -345,8 +349,8 @@ type Ops2 interface {
 	// LayerNorm normalises each row of the rows×cols x over its cols
 	// values: y = (x − μ)·rstd·gamma + beta with rstd = 1/sqrt(σ²+Eps) (σ²
 	// biased), PyTorch's nn.LayerNorm over the last axis. mean and rstd
-	// (rows each) receive μ and rstd for LayerNormGrad. gamma and beta may
-	// be nil (elementwise_affine=False).
+	// (rows each, required) receive μ and rstd for LayerNormGrad. gamma and
+	// beta may be nil (elementwise_affine=False). eps must be ≥ 0.
 	LayerNorm(x, y, gamma, beta, mean, rstd Buffer, rows, cols int, eps float32) error
 	// LayerNormGrad is the backward of LayerNorm: dx is set (may be nil);
 	// dgamma[j] = accum·dgamma[j] + Σ_rows dy·x̂ and dbeta[j] =
@@ -371,17 +375,17 @@ type Ops2 interface {
 	// the cols columns, and columns j > q get weight 0 (the upper triangle
 	// for qLen = cols, the last rows of it when a KV cache holds earlier
 	// keys). qLen must be between 1 and cols when causal; it is ignored
-	// otherwise.
+	// otherwise. Masked entries are exactly 0. y may be x.
 	SoftmaxMasked(x, y Buffer, rows, cols int, scale float32, causal bool, qLen int) error
 	// SoftmaxMaskedGrad sets dx = scale · y ⊙ (dy − Σ_j dy⊙y), row by row:
 	// the gradient of SoftmaxMasked with respect to x (masked entries have
-	// y = 0 and get 0).
+	// y = 0 and get 0). dx may be dy.
 	SoftmaxMaskedGrad(y, dy, dx Buffer, rows, cols int, scale float32) error
 	// Permute4 writes y, the 4-D x of dimensions dims with its axes
 	// reordered: y has dimensions (dims[perm[0]], …, dims[perm[3]]) and
 	// y[i0, i1, i2, i3] = x[j] where j's coordinate along axis perm[k] is
 	// i_k (torch's x.permute(perm).contiguous()). perm is a permutation of
-	// 0…3; dimensions of size 1 make lower ranks.
+	// 0…3; dimensions of size 1 make lower ranks. y must not overlap x.
 	Permute4(x, y Buffer, dims [4]int, perm [4]int) error
 
 	// CrossEntropy writes into the one-element loss the mean, over the rows

@@ -2,8 +2,10 @@
 # downstream-check.sh — can a new user `go get` kiln and build against it?
 #
 # Creates a throwaway module in a temporary folder that imports every public package of kiln
-# (device, device/cpu, nn, train, data), points it at this checkout with a replace directive,
-# and runs `go mod tidy && go build ./... && go vet ./...` there, as a downstream user would.
+# (device, device/cpu, nn, train, data by name, and every other importable package that
+# `go list ./...` finds, such as data/text or nn/gpt, with a blank import; not main packages,
+# internal ones or test-only folders), points it at this checkout with a replace directive, and
+# runs `go mod tidy && go build ./... && go vet ./...` there, as a downstream user would.
 # This is what catches a requirement graph that only works inside kiln's own module: an
 # "ambiguous import" between split modules (genproto), or a test-only dependency (BuildKit)
 # leaking into every user's go.sum. It needs the Go module proxy (or a warm module cache).
@@ -19,6 +21,13 @@ if [ "${KILN_DOWNSTREAM_KEEP:-}" = 1 ]; then
 else
 	trap 'rm -rf "$tmp"' EXIT
 fi
+
+# Every importable package of the module: not a main package, not internal, with Go files.
+pkgs=$(cd "$root" && go list -f '{{if and (ne .Name "main") .GoFiles}}{{.ImportPath}}{{end}}' ./... | grep -v '/internal/')
+for p in data device device/cpu nn train; do
+	grep -qx "$module/$p" <<<"$pkgs" || { echo "downstream-check: $module/$p is not in go list ./..." >&2; exit 1; }
+done
+blank=$(grep -vxE "$module/(data|device|device/cpu|nn|train)" <<<"$pkgs" | sed 's/.*/\t_ "&"/')
 
 cd "$tmp"
 # The go line of the downstream module matches kiln's, so that `go mod tidy` does not refuse it.
@@ -48,6 +57,7 @@ import (
 	_ "$module/device/cpu"
 	"$module/nn"
 	"$module/train"
+$blank
 )
 
 func main() {

@@ -3,6 +3,7 @@ package train
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strconv"
@@ -101,8 +102,58 @@ func (t *Trainer) SaveCheckpoint(path string) error {
 	if err := nn.WriteSafetensors(statePath, sd); err != nil {
 		return fmt.Errorf("train: checkpoint state %s: %w", statePath, err)
 	}
-	if err := SaveModel(path, t.model, map[string]string{"kiln.step": step}); err != nil {
+	if err := publicMode(statePath); err != nil {
+		return err
+	}
+	mmeta := map[string]string{}
+	for k, v := range t.cfg.CheckpointMetadata {
+		mmeta[k] = v
+	}
+	mmeta["kiln.step"] = step
+	if err := SaveModel(path, t.model, mmeta); err != nil {
 		return fmt.Errorf("train: checkpoint model %s: %w", path, err)
+	}
+	return nil
+}
+
+// checkPosition validates every field of a saved position, so that a
+// corrupt or hand-edited state file gives an error naming the field
+// instead of a crash (a negative batch would slice out of range) or a run
+// that silently continues from nonsense.
+func checkPosition(p Position) error {
+	bad := func(field string, v any, want string) error {
+		return fmt.Errorf("position: field %s is %v, expected %s", field, v, want)
+	}
+	finite := func(v jsonFloat) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
+	switch {
+	case p.Epoch < 0:
+		return bad("epoch", p.Epoch, "≥ 0")
+	case p.Batch < 0:
+		return bad("batch", p.Batch, "≥ 0")
+	case p.Step < 0:
+		return bad("step", p.Step, "≥ 0")
+	case p.Step < p.Batch:
+		return bad("step", p.Step, fmt.Sprintf("≥ batch (%d)", p.Batch))
+	case p.Samples < 0:
+		return bad("samples", p.Samples, "≥ 0")
+	case p.EpochSamples < 0 || int64(p.EpochSamples) > p.Samples:
+		return bad("epoch_samples", p.EpochSamples, fmt.Sprintf("in [0, samples = %d]", p.Samples))
+	case (p.Batch == 0) != (p.EpochSamples == 0):
+		return bad("epoch_samples", p.EpochSamples, fmt.Sprintf("0 exactly when batch is 0 (batch is %d)", p.Batch))
+	case p.Samples < int64(p.Step):
+		return bad("samples", p.Samples, fmt.Sprintf("≥ step (%d): every step has a sample", p.Step))
+	case p.BestEpoch < -1 || p.BestEpoch >= max(p.Epoch, 0) && p.BestEpoch != -1:
+		return bad("best_epoch", p.BestEpoch, fmt.Sprintf("-1 or an epoch in [0, %d)", p.Epoch))
+	case p.BadEpochs < 0 || p.BadEpochs > p.Epoch:
+		return bad("bad_epochs", p.BadEpochs, fmt.Sprintf("in [0, epoch = %d]", p.Epoch))
+	case p.BestEpoch == -1 && !math.IsInf(float64(p.BestValLoss), 1):
+		return bad("best_val_loss", float64(p.BestValLoss), "+Inf while best_epoch is -1")
+	case p.BestEpoch >= 0 && !(finite(p.BestValLoss) && p.BestValLoss >= 0):
+		return bad("best_val_loss", float64(p.BestValLoss), "a finite loss ≥ 0")
+	case !finite(p.EpochLossSum) || p.EpochLossSum < 0:
+		return bad("epoch_loss_sum", float64(p.EpochLossSum), "a finite sum ≥ 0")
+	case p.Epoch > 0 && !(finite(p.TrainLoss) && p.TrainLoss >= 0):
+		return bad("train_loss", float64(p.TrainLoss), "a finite loss ≥ 0 after a complete epoch")
 	}
 	return nil
 }
@@ -129,6 +180,26 @@ func (t *Trainer) LoadCheckpoint(path string) error {
 	if st.Format != StateFormat {
 		return fmt.Errorf("train: checkpoint state %s: field format is %d, expected %d", statePath, st.Format, StateFormat)
 	}
+	if err := checkPosition(st.Position); err != nil {
+		return fmt.Errorf("train: checkpoint state %s: %w", statePath, err)
+	}
+	if st.Optimizer.Step < 0 || st.Optimizer.Step > st.Position.Step {
+		return fmt.Errorf("train: checkpoint state %s: field optimizer.step is %d, expected in [0, position.step = %d]", statePath, st.Optimizer.Step, st.Position.Step)
+	}
+	if !(st.Optimizer.LR >= 0) || math.IsInf(float64(st.Optimizer.LR), 0) {
+		return fmt.Errorf("train: checkpoint state %s: field optimizer.lr is %g, expected a finite rate ≥ 0", statePath, st.Optimizer.LR)
+	}
+	if st.BatchSize < 0 {
+		return fmt.Errorf("train: checkpoint state %s: field batch_size is %d, expected ≥ 0", statePath, st.BatchSize)
+	}
+	if st.Schedule.T < 0 || st.Schedule.Bad < 0 || st.Schedule.Cooldown < 0 {
+		return fmt.Errorf("train: checkpoint state %s: schedule: fields t %d, bad %d, cooldown %d, expected ≥ 0", statePath, st.Schedule.T, st.Schedule.Bad, st.Schedule.Cooldown)
+	}
+	if st.Position.Batch > 0 && t.trainD != nil && t.trainB != nil {
+		if batches := (t.trainD.Len() + t.trainB.cap - 1) / t.trainB.cap; st.Position.Batch > batches {
+			return fmt.Errorf("train: checkpoint state %s: field position.batch is %d, but an epoch has %d batches", statePath, st.Position.Batch, batches)
+		}
+	}
 	if st.Position.Batch > 0 && (st.BatchSize != t.cfg.BatchSize || st.Shuffle != t.cfg.Shuffle || st.Seed != t.cfg.Seed) {
 		return fmt.Errorf("train: checkpoint state %s: saved mid-epoch with batch size %d, shuffle %v, seed %d; expected the same config, got %d, %v, %d",
 			statePath, st.BatchSize, st.Shuffle, st.Seed, t.cfg.BatchSize, t.cfg.Shuffle, t.cfg.Seed)
@@ -145,13 +216,35 @@ func (t *Trainer) LoadCheckpoint(path string) error {
 	if err != nil {
 		return fmt.Errorf("train: checkpoint state %s: %w", statePath, err)
 	}
+	for _, name := range sortedKeys(ost.Buffers) {
+		for i, v := range ost.Buffers[name] {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return fmt.Errorf("train: checkpoint state %s: optimizer moment %q value %d is %g, expected a finite number", statePath, name, i, v)
+			}
+		}
+	}
+	// All or nothing: the optimiser and the schedule are restored to what
+	// they were when a later part fails to load (the model's LoadStateDict
+	// changes nothing when it fails).
+	oldOpt, err := t.opt.State()
+	if err != nil {
+		return fmt.Errorf("train: checkpoint %s: %w", path, err)
+	}
+	oldSched := t.sched.State()
+	rollback := func() {
+		_ = t.opt.LoadState(oldOpt)
+		_ = t.sched.LoadState(oldSched)
+	}
 	if err := t.opt.LoadState(ost); err != nil {
+		rollback()
 		return fmt.Errorf("train: checkpoint state %s: %w", statePath, err)
 	}
 	if err := t.sched.LoadState(st.Schedule); err != nil {
+		rollback()
 		return fmt.Errorf("train: checkpoint state %s: %w", statePath, err)
 	}
 	if _, err := t.model.Params.LoadStateDict(sd, nn.LoadOptions{Strict: true}); err != nil {
+		rollback()
 		return fmt.Errorf("train: checkpoint model %s: %w", path, err)
 	}
 	t.pos = st.Position
@@ -178,12 +271,16 @@ func optimizerState(ps *nn.ParamSet, oj optimizerJSON, ssd *nn.StateDict) (Optim
 		if v.DType != nn.HostF32 {
 			return ost, fmt.Errorf("tensor %q has dtype %s, expected F32", name, v.DType)
 		}
-		if !strings.Contains(k, ".") || ps.Lookup(k[:strings.LastIndexByte(k, '.')]) == nil {
-			if len(v.Data) != ps.NumParams() && strings.Contains(k, ".") {
-				errs = append(errs, fmt.Sprintf("%q names no parameter of the model", name))
+		if !strings.Contains(k, ".") {
+			if got[k] != nil {
+				errs = append(errs, fmt.Sprintf("moment %q is given both flat and per parameter", k))
 				continue
 			}
 			ost.Buffers[k] = v.Data // first format: one flat tensor per moment
+			continue
+		}
+		if ps.Lookup(k[:strings.LastIndexByte(k, '.')]) == nil {
+			errs = append(errs, fmt.Sprintf("%q names no parameter of the model", name))
 			continue
 		}
 		i := strings.LastIndexByte(k, '.')

@@ -30,11 +30,29 @@ type Metrics struct {
 	Precision float64 `json:"precision,omitempty"`
 	Recall    float64 `json:"recall,omitempty"`
 	F1        float64 `json:"f1,omitempty"`
+	// MacroPrecision, MacroRecall and MacroF1 are the unweighted means
+	// over the classes of PerClass (scikit-learn's average="macro").
+	MacroPrecision float64 `json:"macro_precision,omitempty"`
+	MacroRecall    float64 `json:"macro_recall,omitempty"`
+	MacroF1        float64 `json:"macro_f1,omitempty"`
+	// PerClass holds every class's precision, recall, F1 and support.
+	PerClass []ClassScore `json:"per_class,omitempty"`
+	// TopK and TopKAccuracy: the fraction of samples whose true class is
+	// among the TopK highest outputs, for tasks of more than 5 classes
+	// (TopK 5); 0 otherwise.
+	TopK         int     `json:"top_k,omitempty"`
+	TopKAccuracy float64 `json:"top_k_accuracy,omitempty"`
+	// Regression holds RMSE, MAE and R² for a regression task (float
+	// targets, no classes), nil otherwise.
+	Regression *RegressionMetrics `json:"regression,omitempty"`
 }
 
 // String is a one-line summary for logs.
 func (m Metrics) String() string {
 	if m.Classes == 0 {
+		if r := m.Regression; r != nil {
+			return fmt.Sprintf("loss %.6g rmse %.4g mae %.4g r2 %.4f (%d samples)", m.Loss, r.RMSE, r.MAE, r.R2, m.Samples)
+		}
 		return fmt.Sprintf("loss %.6g (%d samples)", m.Loss, m.Samples)
 	}
 	s := fmt.Sprintf("loss %.6g accuracy %.4f (%d samples)", m.Loss, m.Accuracy, m.Samples)
@@ -67,6 +85,7 @@ func (m *Metrics) finish() {
 			m.F1 = 2 * m.Precision * m.Recall / (m.Precision + m.Recall)
 		}
 	}
+	m.PerClass, m.MacroPrecision, m.MacroRecall, m.MacroF1 = classScores(m.Confusion)
 }
 
 // evaluator runs a model over a dataset in evaluation mode. The trainer
@@ -80,10 +99,10 @@ type evaluator struct {
 	b     *batcher
 	out   int
 	acc   device.Buffer // one element: Σ rows·batch loss
-	pred  device.Buffer // int32 argmax per row
-	hpred []int32
-	hout  []float32
-	truth []int32 // true classes, nil for regression
+	hout  []float32     // one batch of outputs on the host
+	truth []int32       // true classes, nil for regression
+	read  Readout       // outputs → class, shared with Predict
+	reg   *regressionAcc
 	idx   []int
 }
 
@@ -117,20 +136,16 @@ func newEvaluator(dev device.Device, m Model, ds *data.Dataset, kind device.Loss
 	e := &evaluator{dev: dev, m: m, shape: make([]int, 1+max(len(m.InputShape), 1)), g: nn.NewGraph(dev), b: b, out: out, idx: make([]int, b.cap)}
 	e.g.SetGradEnabled(false)
 	e.truth, _ = classTruth(ds, kind, out)
+	e.read = ModelReadout(m, kind, e.truth != nil)
+	if e.truth == nil && ds.Y != nil && ds.Outputs == out && kind != device.BCE && kind != device.BCEWithLogits {
+		e.reg = newRegressionAcc(ds.Y, out)
+	}
 	if e.acc, err = dev.Alloc(device.Float32, 1); err != nil {
 		e.free()
 		return nil, fmt.Errorf("train: evaluate: %w", err)
 	}
-	if e.truth != nil {
-		if out > 1 {
-			if e.pred, err = dev.Alloc(device.Int32, b.cap); err != nil {
-				e.free()
-				return nil, fmt.Errorf("train: evaluate: %w", err)
-			}
-			e.hpred = make([]int32, b.cap)
-		} else {
-			e.hout = make([]float32, b.cap)
-		}
+	if e.truth != nil || e.reg != nil {
+		e.hout = make([]float32, b.cap*out)
 	}
 	return e, nil
 }
@@ -153,9 +168,10 @@ func (e *evaluator) run() (Metrics, error) {
 	if err := e.dev.Fill(e.acc, 1, 0); err != nil {
 		return met, fmt.Errorf("train: evaluate: %w", err)
 	}
-	threshold := float32(0.5)
-	if e.b.kind == device.BCEWithLogits {
-		threshold = 0
+	top := topK(met.Classes, e.out)
+	topHits := 0
+	if e.reg != nil {
+		e.reg.reset()
 	}
 	for start := 0; start < n; start += e.b.cap {
 		rows := min(e.b.cap, n-start)
@@ -181,28 +197,23 @@ func (e *evaluator) run() (Metrics, error) {
 		if err := e.dev.Axpy(float32(rows), loss.Value(), e.acc, 1); err != nil {
 			return met, fmt.Errorf("train: evaluate: %w", err)
 		}
-		if e.truth != nil {
-			if e.out > 1 {
-				if err := e.dev.ArgmaxRows(pred.Value(), rows, e.out, e.pred); err != nil {
-					return met, fmt.Errorf("train: evaluate: %w", err)
-				}
-				if err := e.dev.ReadI32(e.hpred[:rows], e.pred, 0); err != nil {
-					return met, fmt.Errorf("train: evaluate: %w", err)
-				}
-				for j := 0; j < rows; j++ {
-					met.Confusion[e.truth[start+j]][e.hpred[j]]++
-				}
-			} else {
-				if err := e.dev.ReadF32(e.hout[:rows], pred.Value(), 0); err != nil {
-					return met, fmt.Errorf("train: evaluate: %w", err)
-				}
-				for j := 0; j < rows; j++ {
-					p := 0
-					if e.hout[j] > threshold {
-						p = 1
+		if e.hout != nil {
+			out := e.hout[:rows*e.out]
+			if err := e.dev.ReadF32(out, pred.Value(), 0); err != nil {
+				return met, fmt.Errorf("train: evaluate: %w", err)
+			}
+			for j := 0; j < rows; j++ {
+				row := out[j*e.out : (j+1)*e.out]
+				if e.truth != nil {
+					t := e.truth[start+j]
+					met.Confusion[t][e.read.Class(row)]++
+					if top > 0 && inTopK(row, int(t), top) {
+						topHits++
 					}
-					met.Confusion[e.truth[start+j]][p]++
 				}
+			}
+			if e.reg != nil {
+				e.reg.add(out, start)
 			}
 		}
 		e.g.Reset()
@@ -216,6 +227,13 @@ func (e *evaluator) run() (Metrics, error) {
 		return met, fmt.Errorf("train: evaluate: the loss on dataset %q is NaN", ds.Name)
 	}
 	met.finish()
+	if top > 0 && n > 0 {
+		met.TopK, met.TopKAccuracy = top, float64(topHits)/float64(n)
+	}
+	if e.reg != nil {
+		r := e.reg.result()
+		met.Regression = &r
+	}
 	return met, nil
 }
 
@@ -226,7 +244,7 @@ func (e *evaluator) free() {
 	if e.b != nil {
 		_ = e.b.free()
 	}
-	for _, b := range []device.Buffer{e.acc, e.pred} {
+	for _, b := range []device.Buffer{e.acc} {
 		if b != nil && !b.Freed() {
 			_ = e.dev.Free(b)
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"os"
 	"time"
 
 	"github.com/kilnml/kiln/data"
@@ -58,9 +59,25 @@ type Config struct {
 	// validation set).
 	RestoreBest bool
 	// CheckpointPath, when set, is where a resumable checkpoint (see
-	// SaveCheckpoint) is written at the end of every epoch and when
-	// training stops.
+	// SaveCheckpoint) is written at the end of every epoch (or as
+	// CheckpointEvery and CheckpointEverySteps say) and when training
+	// stops, for any reason: the last epoch, a stop condition, Stop.
 	CheckpointPath string
+	// CheckpointEvery writes the checkpoint every this many epochs
+	// instead of every epoch (0: every epoch, unless CheckpointEverySteps
+	// is set, which then alone decides).
+	CheckpointEvery int
+	// CheckpointEverySteps writes the checkpoint also every this many
+	// optimiser steps, mid-epoch if need be (0: off).
+	CheckpointEverySteps int
+	// CheckpointMetadata is added to the model file's metadata of every
+	// checkpoint (what `kiln eval` needs: loss, dataset, statistics).
+	CheckpointMetadata map[string]string
+	// Stop, when closed (or sent a value), stops training at the next step
+	// boundary: the checkpoint is written (when CheckpointPath is set) and
+	// Fit returns with StopReason StopInterrupted. The command line closes
+	// it on SIGINT and SIGTERM.
+	Stop <-chan struct{}
 	// Callback receives progress; nil reports nothing.
 	Callback Callback
 }
@@ -112,6 +129,8 @@ const (
 	StopEarly      = "early_stopping" // validation loss stopped improving
 	StopTargetLoss = "target_loss"    // training loss fell below the target
 	StopMaxSteps   = "max_steps"      // the step limit was reached
+	// StopInterrupted: Config.Stop fired (SIGINT, SIGTERM).
+	StopInterrupted = "interrupted"
 )
 
 // Result sums up a Fit.
@@ -200,6 +219,8 @@ type Trainer struct {
 	trainB *batcher
 	trainD *data.Dataset
 	evals  map[*data.Dataset]*evaluator
+
+	stopped bool // Config.Stop has fired
 }
 
 // NewTrainer prepares training of a Sequential model with opt under cfg.
@@ -242,6 +263,8 @@ func NewModelTrainer(dev device.Device, model Model, opt Optimizer, cfg Config) 
 		return nil, fmt.Errorf("train: config: field LossEvery is %d, expected ≥ 0 (0 is once per epoch)", cfg.LossEvery)
 	case cfg.EvalBatch < 0:
 		return nil, fmt.Errorf("train: config: field EvalBatch is %d, expected ≥ 0 (0 is the default)", cfg.EvalBatch)
+	case cfg.CheckpointEvery < 0 || cfg.CheckpointEverySteps < 0:
+		return nil, fmt.Errorf("train: config: fields CheckpointEvery %d and CheckpointEverySteps %d, expected ≥ 0 (0 is off)", cfg.CheckpointEvery, cfg.CheckpointEverySteps)
 	}
 	if s, ok := cfg.Schedule.(*StepDecay); ok && s.StepSize < 1 {
 		return nil, fmt.Errorf("train: config: schedule step: field StepSize is %d, expected ≥ 1", s.StepSize)
@@ -473,6 +496,10 @@ func (t *Trainer) Fit(trainSet, valSet *data.Dataset) (Result, error) {
 				stopped = true
 				break
 			}
+			if t.stopRequested() {
+				stopped, res.StopReason = true, StopInterrupted
+				break
+			}
 			idx := order[bi*bs : min((bi+1)*bs, n)]
 			loss, err := t.step(idx)
 			if err != nil {
@@ -487,6 +514,16 @@ func (t *Trainer) Fit(trainSet, valSet *data.Dataset) (Result, error) {
 				cb.OnBatch(BatchInfo{Epoch: epoch, Batch: bi, Batches: batches, Step: t.pos.Step, Rows: len(idx),
 					Samples: t.pos.Samples, Loss: loss})
 			}
+			if n := t.cfg.CheckpointEverySteps; n > 0 && t.pos.Step%n == 0 && bi+1 < batches {
+				if err := t.saveAcc(); err != nil {
+					fill()
+					return res, err
+				}
+				if err := t.autosave(); err != nil {
+					fill()
+					return res, err
+				}
+			}
 		}
 		sum, err := t.readAcc()
 		if err != nil {
@@ -496,7 +533,9 @@ func (t *Trainer) Fit(trainSet, valSet *data.Dataset) (Result, error) {
 		t.pos.EpochLossSum = jsonFloat(sum)
 		trainSecs := time.Since(began).Seconds()
 		if stopped {
-			res.StopReason = StopMaxSteps
+			if res.StopReason != StopInterrupted {
+				res.StopReason = StopMaxSteps
+			}
 			if err := t.autosave(); err != nil {
 				fill()
 				return res, err
@@ -545,20 +584,24 @@ func (t *Trainer) Fit(trainSet, valSet *data.Dataset) (Result, error) {
 		if cb != nil {
 			cb.OnEpochEnd(em)
 		}
-		if err := t.autosave(); err != nil {
-			fill()
-			return res, err
+		last := t.pos.Epoch >= t.cfg.Epochs
+		switch {
+		case t.cfg.TargetLoss > 0 && trainLoss < t.cfg.TargetLoss:
+			res.StopReason, last = StopTargetLoss, true
+		case t.cfg.Patience > 0 && t.pos.BadEpochs >= t.cfg.Patience:
+			res.StopReason, last = StopEarly, true
+		case t.cfg.MaxSteps > 0 && t.pos.Step >= t.cfg.MaxSteps:
+			res.StopReason, last = StopMaxSteps, true
+		case t.stopRequested():
+			res.StopReason, last = StopInterrupted, true
 		}
-		if t.cfg.TargetLoss > 0 && trainLoss < t.cfg.TargetLoss {
-			res.StopReason = StopTargetLoss
-			break
+		if last || t.epochCheckpoint() {
+			if err := t.autosave(); err != nil {
+				fill()
+				return res, err
+			}
 		}
-		if t.cfg.Patience > 0 && t.pos.BadEpochs >= t.cfg.Patience {
-			res.StopReason = StopEarly
-			break
-		}
-		if t.cfg.MaxSteps > 0 && t.pos.Step >= t.cfg.MaxSteps {
-			res.StopReason = StopMaxSteps
+		if last {
 			break
 		}
 	}
@@ -684,7 +727,19 @@ func SaveModel(path string, m Model, metadata map[string]string) error {
 	if m.Spec != "" {
 		sd.Metadata[nn.SpecKey] = m.Spec
 	}
-	return nn.WriteSafetensors(path, sd)
+	if err := nn.WriteSafetensors(path, sd); err != nil {
+		return err
+	}
+	return publicMode(path)
+}
+
+// publicMode gives a written file the mode of any other output (0644):
+// the atomic writer's temporary file is created private (0600).
+func publicMode(path string) error {
+	if err := os.Chmod(path, 0o644); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	return nil
 }
 
 func (t *Trainer) autosave() error {
@@ -692,6 +747,41 @@ func (t *Trainer) autosave() error {
 		return nil
 	}
 	return t.SaveCheckpoint(t.cfg.CheckpointPath)
+}
+
+// epochCheckpoint says whether the epoch just finished gets a checkpoint.
+func (t *Trainer) epochCheckpoint() bool {
+	switch {
+	case t.cfg.CheckpointEvery > 0:
+		return t.pos.Epoch%t.cfg.CheckpointEvery == 0
+	case t.cfg.CheckpointEverySteps > 0:
+		return false
+	}
+	return true
+}
+
+// stopRequested reports whether Config.Stop has fired.
+func (t *Trainer) stopRequested() bool {
+	if t.cfg.Stop == nil {
+		return false
+	}
+	select {
+	case <-t.cfg.Stop:
+		t.stopped = true
+	default:
+	}
+	return t.stopped
+}
+
+// saveAcc copies the device's running epoch loss into the position, so
+// that a mid-epoch checkpoint holds it.
+func (t *Trainer) saveAcc() error {
+	sum, err := t.readAcc()
+	if err != nil {
+		return err
+	}
+	t.pos.EpochLossSum = jsonFloat(sum)
+	return nil
 }
 
 // MarshalJSON writes the result with non-finite losses (no validation

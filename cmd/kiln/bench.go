@@ -59,14 +59,14 @@ func newBenchCmd() *cobra.Command {
 
 Each batch size gets synthetic data (normal inputs and random class labels)
 that stays on the device, so the figure is the device's: forward, loss,
-backward and optimiser update, no host transfer. After --warmup steps, --repeats
-runs of --steps steps each are timed (the device is synchronised before the
+backward and optimiser update, no host transfer. After --warmup-steps steps, --repeats
+runs of --repeat-steps steps each are timed (the device is synchronised before the
 clock stops), and the median is reported as ms/step and samples/s, with the
 arithmetic rate at 6·params·batch FLOPs per step (2 forward, 4 backward), the
 usual count for dense layers.`,
 		Example: `  kiln bench
-  kiln bench --device cuda --model 784-4096-relu-4096-relu-10 --batch 1024 --optimizer adam
-  kiln bench --device cpu --batch 64,256,1024 --json`,
+  kiln bench --device cuda --model 784-4096-relu-4096-relu-10 --batch-size 1024 --optimizer adam
+  kiln bench --device cpu --batch-size 64,256,1024 --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runBench(cmd, f)
@@ -74,12 +74,21 @@ usual count for dense layers.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.model, "model", "784-256-relu-128-relu-10", "model spec")
-	fl.StringVar(&f.batches, "batch", "64,256,1024", "batch sizes, comma-separated")
+	fl.StringVar(&f.batches, "batch-size", "64,256,1024", "batch sizes, comma-separated (as train's --batch-size)")
+	fl.StringVar(&f.batches, "batch", "64,256,1024", "old name of --batch-size")
+	_ = fl.MarkDeprecated("batch", "use --batch-size, the name train and eval use")
 	fl.StringVar(&f.device, "device", "auto", "device: auto, cpu, cuda or cuda:N")
 	fl.StringVar(&f.optimizer, "optimizer", "adam", "optimizer: sgd, adam or adamw")
 	fl.StringVar(&f.loss, "loss", "", "loss: "+lossHelp+" (default: cross_entropy, or bce_logits for one output)")
-	fl.IntVar(&f.warmup, "warmup", 5, "untimed steps before measuring (JIT compilation, pool warm-up)")
-	fl.IntVar(&f.steps, "steps", 20, "steps per timed repeat")
+	fl.IntVar(&f.warmup, "warmup-steps", 5, "untimed steps before measuring (JIT compilation, pool warm-up)")
+	fl.IntVar(&f.steps, "repeat-steps", 20, "steps per timed repeat")
+	// train's --warmup is warm-up epochs of the learning rate and --steps
+	// the total step limit; bench's old names for other things stay as
+	// deprecated aliases.
+	fl.IntVar(&f.warmup, "warmup", 5, "old name of --warmup-steps")
+	fl.IntVar(&f.steps, "steps", 20, "old name of --repeat-steps")
+	_ = fl.MarkDeprecated("warmup", "use --warmup-steps (train's --warmup is the learning-rate warm-up)")
+	_ = fl.MarkDeprecated("steps", "use --repeat-steps (train's --steps is the total step limit)")
 	fl.IntVar(&f.repeats, "repeats", 5, "timed repeats; the median is reported")
 	fl.Uint64Var(&f.seed, "seed", 1, "seed of the weights and the synthetic data")
 	fl.BoolVar(&f.tf32, "tf32", false, "allow TensorFloat-32 matrix products")
@@ -96,12 +105,12 @@ func parseBatches(s string) ([]int, error) {
 		}
 		n, err := strconv.Atoi(part)
 		if err != nil || n < 1 {
-			return nil, fmt.Errorf("--batch %q: %q is not a positive integer; want sizes such as 64,256,1024", s, part)
+			return nil, fmt.Errorf("--batch-size %q: %q is not a positive integer; want sizes such as 64,256,1024", s, part)
 		}
 		out = append(out, n)
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("--batch %q: want at least one batch size", s)
+		return nil, fmt.Errorf("--batch-size %q: want at least one batch size", s)
 	}
 	return out, nil
 }
@@ -115,10 +124,10 @@ func runBench(cmd *cobra.Command, f *benchFlags) error {
 	if err != nil {
 		return err
 	}
-	if err := nonNegative("warmup", f.warmup); err != nil {
+	if err := nonNegative("warmup-steps", f.warmup); err != nil {
 		return err
 	}
-	if err := positive("steps", f.steps); err != nil {
+	if err := positive("repeat-steps", f.steps); err != nil {
 		return err
 	}
 	if err := positive("repeats", f.repeats); err != nil {

@@ -29,6 +29,15 @@ const (
 	metaStats      = "kiln.stats"       // JSON data.Stats: the standardisation the inputs need
 	metaVersion    = "kiln.version"     // the kiln version that wrote it
 	metaTestAcc    = "kiln.test_accuracy"
+	// The data the model was trained on, so that eval sees the same test
+	// split without the training flags: the seed of the split and of the
+	// synthetic sets, their sample count and noise, the CSV test split.
+	metaSeed      = "kiln.seed"
+	metaSamples   = "kiln.samples"
+	metaNoise     = "kiln.noise"
+	metaTestSplit = "kiln.test_split"
+	metaTestFile  = "kiln.test_file"
+	metaDataClass = "kiln.data_classes" // --classes, when given
 )
 
 // lossNames maps the --loss values to the device's loss kinds; the names are
@@ -163,13 +172,17 @@ type dataFlags struct {
 	normalize   bool
 	samples     int
 	noise       float64
+	classes     int
+	testSplit   float64
 }
 
 func (f *dataFlags) register(cmd *cobra.Command, defaultName string) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.name, "data", defaultName, "dataset: "+strings.Join(data.Names, ", ")+", or the path of a CSV file (digits is embedded; mnist and fashion-mnist are looked for in --data-dir, $KILN_DATA/<name> and the system locations)")
 	fl.StringVar(&f.dir, "data-dir", "", "folder holding the MNIST-style IDX files (train-images-idx3-ubyte[.gz], ...) for --data mnist|fashion-mnist")
-	fl.StringVar(&f.label, "label", "label", "CSV: the name of the target column")
+	fl.StringVar(&f.label, "label", "label", "CSV: the name of the target column (several, comma-separated, for multi-output regression or multi-label bce: y1,y2,y3)")
+	fl.IntVar(&f.classes, "classes", 0, "CSV: the number of classes of integer labels (a label outside [0, N) is an error; default: the largest label + 1)")
+	fl.Float64Var(&f.testSplit, "test-split", 0.2, "CSV without --test-file: fraction of the rows held out for testing (0: none, every row trains)")
 	fl.BoolVar(&f.regression, "regression", false, "CSV: the target is a real number (regression), not a class")
 	fl.StringVar(&f.testFile, "test-file", "", "CSV: a separate test file (default: hold out 20% of --data)")
 	fl.BoolVar(&f.standardize, "standardize", false, "z-score every feature with the training set's mean and std (stored in the checkpoint)")
@@ -188,24 +201,52 @@ func (f *dataFlags) validate() error {
 	if f.label == "" {
 		return errors.New("--label: want the name of the CSV target column")
 	}
+	if f.classes < 0 {
+		return fmt.Errorf("--classes %d: want a number of classes ≥ 2, or 0 for the largest label + 1", f.classes)
+	}
+	if f.testSplit < 0 || f.testSplit >= 1 {
+		return fmt.Errorf("--test-split %g: want a fraction with 0 ≤ f < 1", f.testSplit)
+	}
 	return nil
 }
 
-// load reads the training and test sets. Standardisation is left to the
-// caller, which fits it on the training part only (after any validation
-// split).
-func (f *dataFlags) load(seed uint64) (train, test *data.Dataset, err error) {
-	train, test, err = data.Load(f.name, data.Options{
+// options is the data.Options the flags ask for, with seed.
+func (f *dataFlags) options(seed uint64) data.Options {
+	opt := data.Options{
 		Dir:        f.dir,
 		Seed:       seed,
 		Samples:    f.samples,
 		Noise:      f.noise,
 		Label:      f.label,
 		Regression: f.regression,
+		Classes:    f.classes,
 		TestFile:   f.testFile,
 		Normalize:  f.normalize,
-	})
+	}
+	if f.testFile == "" && isCSVName(f.name) {
+		if f.testSplit == 0 {
+			opt.NoTest = true
+		} else {
+			opt.TestFrac = f.testSplit
+		}
+	}
+	return opt
+}
+
+// isCSVName says whether --data names a file rather than a built-in set.
+func isCSVName(name string) bool {
+	return name != "" && !contains(data.Names, strings.ToLower(name)) && !strings.Contains(strings.ToLower(name), "fashion")
+}
+
+// load reads the training and test sets. Standardisation is left to the
+// caller, which fits it on the training part only (after any validation
+// split).
+func (f *dataFlags) load(seed uint64) (train, test *data.Dataset, err error) {
+	train, test, err = data.Load(f.name, f.options(seed))
 	if err != nil {
+		if strings.Contains(err.Error(), "needs Regression") && !f.regression {
+			return nil, nil, fmt.Errorf("--data %s: %w; add --regression to predict a number", f.name, err)
+		}
 		return nil, nil, fmt.Errorf("--data %s: %w", f.name, err)
 	}
 	return train, test, nil
@@ -228,6 +269,16 @@ type checkpointInfo struct {
 	regression bool // the metadata says 0 classes: the targets are real numbers
 	classNames []string
 	stats      *data.Stats
+	// dataMeta holds the data flags the training run used (metaSeed, …),
+	// by flag name, for eval to apply where the flag is not given.
+	dataMeta map[string]string
+}
+
+// dataMetaFlags maps checkpoint metadata keys to the data flag they
+// restore.
+var dataMetaFlags = []struct{ key, flag string }{
+	{metaSeed, "seed"}, {metaSamples, "samples"}, {metaNoise, "noise"},
+	{metaTestSplit, "test-split"}, {metaTestFile, "test-file"}, {metaDataClass, "classes"},
 }
 
 func readCheckpointInfo(path string, meta map[string]string) (checkpointInfo, error) {
@@ -252,6 +303,14 @@ func readCheckpointInfo(path string, meta map[string]string) (checkpointInfo, er
 	if s, ok := meta[metaClassNames]; ok && s != "" {
 		if err := json.Unmarshal([]byte(s), &ci.classNames); err != nil {
 			return ci, fmt.Errorf("--checkpoint %s: metadata %s: want a JSON array of names: %v", path, metaClassNames, err)
+		}
+	}
+	for _, d := range dataMetaFlags {
+		if v, ok := meta[d.key]; ok {
+			if ci.dataMeta == nil {
+				ci.dataMeta = map[string]string{}
+			}
+			ci.dataMeta[d.flag] = v
 		}
 	}
 	if s, ok := meta[metaStats]; ok && s != "" {

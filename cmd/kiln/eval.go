@@ -52,7 +52,7 @@ standardisation the model was trained with.`,
 	fl.StringVar(&f.loss, "loss", "", "loss to report: "+lossHelp+" (default: the checkpoint's)")
 	fl.StringVar(&f.split, "split", "test", "which part of the dataset: test or train")
 	fl.IntVar(&f.batch, "batch-size", 1024, "samples per batch")
-	fl.Uint64Var(&f.seed, "seed", 1, "seed of the synthetic sets and of a CSV file's held-out split (use the one the model was trained with)")
+	fl.Uint64Var(&f.seed, "seed", 1, "seed of the synthetic sets and of a CSV file's held-out split (default: the training run's, from the checkpoint)")
 	fl.BoolVar(&f.asJSON, "json", false, "print the metrics as a JSON object")
 	return cmd
 }
@@ -92,6 +92,18 @@ func runEval(cmd *cobra.Command, f *evalFlags) error {
 			f.data.label = ci.label
 		}
 	}
+	if f.data.name == ci.dataset {
+		// The same data as the training run: the same seed, sample count,
+		// noise and test split, unless a flag says otherwise, so that the
+		// test split holds no row the model trained on.
+		for _, d := range dataMetaFlags {
+			if v, ok := ci.dataMeta[d.flag]; ok && !cmd.Flags().Changed(d.flag) {
+				if err := cmd.Flags().Set(d.flag, v); err != nil {
+					return fmt.Errorf("--checkpoint %s: metadata for --%s: %w", f.checkpoint, d.flag, err)
+				}
+			}
+		}
+	}
 	if ci.regression && !cmd.Flags().Changed("regression") {
 		f.data.regression = true
 	}
@@ -108,6 +120,9 @@ func runEval(cmd *cobra.Command, f *evalFlags) error {
 	ds := testSet
 	if f.split == "train" {
 		ds = trainSet
+	}
+	if ds.Len() == 0 {
+		return fmt.Errorf("--data %s has no %s split (trained with --test-split 0?): use --split train, --test-file or --test-split", f.data.name, f.split)
 	}
 	if ci.stats != nil {
 		if err := ci.stats.Apply(ds); err != nil {
@@ -146,19 +161,41 @@ func runEval(cmd *cobra.Command, f *evalFlags) error {
 	}
 	fmt.Fprintf(out, "model: %s\ndata: %s (%s split, %d samples)\n", spec, ds.Name, f.split, met.Samples)
 	fmt.Fprintf(out, "loss (%s): %.4f\n", loss, met.Loss)
+	if r := met.Regression; r != nil {
+		fmt.Fprintf(out, "rmse: %.4g\nmae: %.4g\nr2: %.4f\n", r.RMSE, r.MAE, r.R2)
+	}
 	if met.Classes > 0 {
 		fmt.Fprintf(out, "accuracy: %.4f\n", met.Accuracy)
+		if met.TopK > 0 {
+			fmt.Fprintf(out, "top-%d accuracy: %.4f\n", met.TopK, met.TopKAccuracy)
+		}
 		if met.Classes == 2 {
 			fmt.Fprintf(out, "precision: %.4f  recall: %.4f  f1: %.4f (class 1)\n", met.Precision, met.Recall, met.F1)
 		}
+		fmt.Fprintf(out, "macro precision: %.4f  recall: %.4f  f1: %.4f\n", met.MacroPrecision, met.MacroRecall, met.MacroF1)
 		fmt.Fprintln(out, "confusion matrix (rows: true class, columns: predicted):")
 		names := ds.ClassNames
 		if len(names) == 0 {
 			names = ci.classNames
 		}
 		writeConfusion(out, met.Confusion, names)
+		writeClassScores(out, met.PerClass, names)
 	}
 	return nil
+}
+
+// writeClassScores prints precision, recall, F1 and support per class.
+func writeClassScores(w io.Writer, per []train.ClassScore, names []string) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "class\tprecision\trecall\tf1\tsupport\t\n")
+	for i, c := range per {
+		name := fmt.Sprint(i)
+		if i < len(names) {
+			name = names[i]
+		}
+		fmt.Fprintf(tw, "%s\t%.4f\t%.4f\t%.4f\t%d\t\n", name, c.Precision, c.Recall, c.F1, c.Support)
+	}
+	tw.Flush()
 }
 
 // writeConfusion prints the matrix with class names (or indices) on both

@@ -12,8 +12,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	// The CPU backend registers the "cpu" device; it is in every build.
 	_ "github.com/kilnml/kiln/device/cpu"
@@ -55,6 +57,9 @@ Start with:  kiln train        (trains a small model on the embedded digits set)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		if s := suggestFlag(c, err); s != "" {
+			return fmt.Errorf("%w; did you mean --%s? (see '%s --help')", err, s, c.CommandPath())
+		}
 		return fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())
 	})
 	root.AddCommand(
@@ -64,6 +69,64 @@ Start with:  kiln train        (trains a small model on the embedded digits set)
 		newEvalCmd(),
 		newPredictCmd(),
 		newBenchCmd(),
+		newSweepCmd(),
+		newCVCmd(),
+		newLMCmd(),
+		newGenerateCmd(),
 	)
 	return root
+}
+
+// suggestFlag returns the flag of c nearest to the unknown one err names
+// ("unknown flag: --bacth-size" → "batch-size"), or "" when none is close:
+// cobra suggests mistyped commands but not mistyped flags.
+func suggestFlag(c *cobra.Command, err error) string {
+	msg := err.Error()
+	i := strings.Index(msg, "unknown flag: --")
+	if i < 0 {
+		return ""
+	}
+	bad := strings.Fields(msg[i+len("unknown flag: --"):])
+	if len(bad) == 0 {
+		return ""
+	}
+	name, _, _ := strings.Cut(bad[0], "=")
+	best, bestD := "", 1<<30
+	c.Flags().VisitAll(func(f *pflag.Flag) {
+		if f.Hidden {
+			return
+		}
+		d := editDistance(name, f.Name)
+		if strings.HasPrefix(f.Name, name) || strings.HasPrefix(name, f.Name) {
+			d = min(d, 1)
+		}
+		if d < bestD || d == bestD && f.Name < best {
+			best, bestD = f.Name, d
+		}
+	})
+	if bestD <= max(2, len(name)/3) {
+		return best
+	}
+	return ""
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

@@ -17,7 +17,6 @@ import (
 	"testing"
 
 	"github.com/kilnml/kiln/data"
-	"github.com/kilnml/kiln/device"
 	"github.com/kilnml/kiln/kernels"
 	"github.com/kilnml/kiln/nn"
 )
@@ -362,24 +361,8 @@ func TestInitAlias(t *testing.T) {
 	}
 }
 
-func TestInterpret(t *testing.T) {
-	spec := nn.MustParseSpec("4-3")
-	p := interpret([]float32{0, 0, math.Float32frombits(0x40000000)}, spec, device.SoftmaxCrossEntropy, true) // logits 0,0,2
-	if p.Class == nil || *p.Class != 2 || math.Abs(p.Probabilities[2]-math.Exp(2)/(2+math.Exp(2))) > 1e-12 {
-		t.Errorf("cross_entropy logits: got %+v", p)
-	}
-	p = interpret([]float32{0}, nn.MustParseSpec("4-1"), device.BCEWithLogits, true)
-	if p.Class == nil || len(p.Probabilities) != 2 || p.Probabilities[1] != 0.5 {
-		t.Errorf("bce_logits: got %+v", p)
-	}
-	p = interpret([]float32{1.5}, nn.MustParseSpec("4-1"), device.MSE, false)
-	if p.Class != nil || len(p.Outputs) != 1 || p.Outputs[0] != 1.5 {
-		t.Errorf("regression: got %+v", p)
-	}
-}
-
 func TestBench(t *testing.T) {
-	out := mustKiln(t, "bench", "--device", "cpu", "--model", "64-32-relu-10", "--batch", "8,16", "--warmup", "1", "--steps", "2", "--repeats", "3", "--json")
+	out := mustKiln(t, "bench", "--device", "cpu", "--model", "64-32-relu-10", "--batch-size", "8,16", "--warmup-steps", "1", "--repeat-steps", "2", "--repeats", "3", "--json")
 	var res []benchResult
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("bench --json: %v\n%s", err, out)
@@ -392,7 +375,7 @@ func TestBench(t *testing.T) {
 			t.Errorf("bench result %+v", r)
 		}
 	}
-	table := mustKiln(t, "bench", "--device", "cpu", "--model", "64-32-relu-10", "--batch", "8", "--warmup", "0", "--steps", "1", "--repeats", "1")
+	table := mustKiln(t, "bench", "--device", "cpu", "--model", "64-32-relu-10", "--batch-size", "8", "--warmup-steps", "0", "--repeat-steps", "1", "--repeats", "1")
 	if !strings.Contains(table, "samples/s") || !strings.Contains(table, "ms/step") {
 		t.Errorf("bench table:\n%s", table)
 	}
@@ -446,7 +429,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"eval", "--checkpoint", filepath.Join(dir, "x.safetensors")}, []string{"--checkpoint", "x.safetensors"}},
 		{[]string{"eval", "--checkpoint", filepath.Join(dir, "x.safetensors"), "--split", "val"}, []string{"--split", "test or train"}},
 		{[]string{"predict", "--checkpoint", filepath.Join(dir, "x.safetensors")}, []string{"--input", "required"}},
-		{[]string{"bench", "--batch", "0"}, []string{"--batch", "positive"}},
+		{[]string{"bench", "--batch-size", "0"}, []string{"--batch-size", "positive"}},
 		{[]string{"bench", "--batch", "8", "--model", "64-1", "--loss", "cross_entropy"}, []string{"cross_entropy", "2 outputs"}},
 		{[]string{"bench", "--repeats", "0"}, []string{"--repeats"}},
 		{[]string{"frobnicate"}, []string{"unknown command"}},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"image/color"
+	"math"
 	"os"
 	"path/filepath"
 
@@ -16,14 +17,19 @@ import (
 	"github.com/kilnml/kiln/train"
 )
 
-// plotHistory draws the training curves of one run into a PNG: the loss per
-// epoch (training, and validation when there was a validation set) on top,
-// the validation accuracy below. Without a validation set there is no
-// accuracy per epoch to draw (the trainer measures the training loss only),
-// and the lower panel says so.
-func plotHistory(path, title string, hist []train.EpochMetrics) error {
+// palette is matplotlib's tab10, for runs and curves.
+var palette = []color.RGBA{
+	{31, 119, 180, 255}, {255, 127, 14, 255}, {44, 160, 44, 255}, {214, 39, 40, 255}, {148, 103, 189, 255},
+	{140, 86, 75, 255}, {227, 119, 194, 255}, {127, 127, 127, 255}, {188, 189, 34, 255}, {23, 190, 207, 255},
+}
+
+// historyPlots builds the panels of one run's curves: the loss per epoch
+// (training, and validation when there was a validation set), and the
+// validation accuracy only when there is one to draw. title names the
+// model and the dataset.
+func historyPlots(title string, hist []train.EpochMetrics) ([]*plot.Plot, error) {
 	if len(hist) == 0 {
-		return errors.New("no finished epoch to plot")
+		return nil, errors.New("no finished epoch to plot")
 	}
 	trainLoss := make(plotter.XYs, 0, len(hist))
 	var valLoss, valAcc plotter.XYs
@@ -37,44 +43,120 @@ func plotHistory(path, title string, hist []train.EpochMetrics) error {
 			}
 		}
 	}
-
 	lossPlot := plot.New()
 	lossPlot.Title.Text = title
 	lossPlot.X.Label.Text = "epoch"
 	lossPlot.Y.Label.Text = "loss"
-	if err := addLine(lossPlot, "train", trainLoss, color.RGBA{R: 31, G: 119, B: 180, A: 255}); err != nil {
+	if err := addLine(lossPlot, "train", trainLoss, palette[0]); err != nil {
+		return nil, err
+	}
+	curves := []plotter.XYs{trainLoss}
+	if len(valLoss) > 0 {
+		if err := addLine(lossPlot, "validation", valLoss, palette[1]); err != nil {
+			return nil, err
+		}
+		curves = append(curves, valLoss)
+	}
+	legendRoom(lossPlot, len(curves), curves...)
+	plots := []*plot.Plot{lossPlot}
+	if len(valAcc) > 0 {
+		accPlot := plot.New()
+		accPlot.X.Label.Text = "epoch"
+		accPlot.Y.Label.Text = "validation accuracy"
+		if err := addLine(accPlot, "validation", valAcc, palette[2]); err != nil {
+			return nil, err
+		}
+		legendRoom(accPlot, 1, valAcc)
+		plots = append(plots, accPlot)
+	}
+	return plots, nil
+}
+
+// legendRoom keeps the curves out from under the legend, which sits in
+// the top right corner: the y axis gets headroom above the highest point
+// for one legend line per entry.
+func legendRoom(p *plot.Plot, entries int, curves ...plotter.XYs) {
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, c := range curves {
+		for _, xy := range c {
+			if !math.IsNaN(xy.Y) && !math.IsInf(xy.Y, 0) {
+				lo, hi = math.Min(lo, xy.Y), math.Max(hi, xy.Y)
+			}
+		}
+	}
+	if lo > hi {
+		return
+	}
+	span := hi - lo
+	if span == 0 {
+		span = math.Max(math.Abs(hi), 1) * 0.1
+	}
+	p.Y.Min = lo - 0.05*span
+	p.Y.Max = hi + span*(0.08+0.07*float64(entries))
+	p.Legend.Top = true
+}
+
+// plotHistory draws one run's panels (historyPlots) into a PNG.
+func plotHistory(path, title string, hist []train.EpochMetrics) error {
+	plots, err := historyPlots(title, hist)
+	if err != nil {
 		return err
 	}
-	if len(valLoss) > 0 {
-		if err := addLine(lossPlot, "validation", valLoss, color.RGBA{R: 255, G: 127, B: 14, A: 255}); err != nil {
-			return err
-		}
-	}
-	lossPlot.Legend.Top = true
+	return savePlots(path, plots)
+}
 
-	accPlot := plot.New()
-	accPlot.X.Label.Text = "epoch"
-	accPlot.Y.Label.Text = "validation accuracy"
-	if len(valAcc) > 0 {
-		if err := addLine(accPlot, "validation", valAcc, color.RGBA{R: 44, G: 160, B: 44, A: 255}); err != nil {
-			return err
+// sweepPlot draws every run's validation loss curve in one chart.
+func sweepPlot(title string, sums []train.RunSummary) (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = "epoch"
+	p.Y.Label.Text = "validation loss"
+	var curves []plotter.XYs
+	for i, s := range sums {
+		var xy plotter.XYs
+		for _, m := range s.History {
+			if m.Val != nil {
+				xy = append(xy, plotter.XY{X: float64(m.Epoch + 1), Y: m.Val.Loss})
+			}
 		}
-		accPlot.Y.Max = 1
-	} else {
-		accPlot.Title.Text = "no validation accuracy: train with --val-split to draw it"
+		if len(xy) == 0 {
+			continue
+		}
+		if err := addLine(p, s.Run.Name, xy, palette[i%len(palette)]); err != nil {
+			return nil, err
+		}
+		curves = append(curves, xy)
 	}
+	if len(curves) == 0 {
+		return nil, errors.New("no run has a validation curve to plot")
+	}
+	legendRoom(p, len(curves), curves...)
+	return p, nil
+}
 
-	img := vgimg.New(8*vg.Inch, 8*vg.Inch)
+func plotSweep(path, title string, sums []train.RunSummary) error {
+	p, err := sweepPlot(title, sums)
+	if err != nil {
+		return err
+	}
+	return savePlots(path, []*plot.Plot{p})
+}
+
+// savePlots stacks the panels in one PNG, written next to the target and
+// renamed, so that a failed write never leaves half a PNG behind.
+func savePlots(path string, plots []*plot.Plot) error {
+	img := vgimg.New(8*vg.Inch, vg.Length(4*len(plots))*vg.Inch)
 	dc := draw.New(img)
-	tiles := draw.Tiles{Rows: 2, Cols: 1, PadX: vg.Millimeter, PadY: 4 * vg.Millimeter,
+	tiles := draw.Tiles{Rows: len(plots), Cols: 1, PadX: vg.Millimeter, PadY: 4 * vg.Millimeter,
 		PadTop: 2 * vg.Millimeter, PadBottom: 2 * vg.Millimeter, PadLeft: 2 * vg.Millimeter, PadRight: 4 * vg.Millimeter}
-	plots := [][]*plot.Plot{{lossPlot}, {accPlot}}
-	canvases := plot.Align(plots, tiles, dc)
-	lossPlot.Draw(canvases[0][0])
-	accPlot.Draw(canvases[1][0])
-
-	// Write next to the target and rename, so that a failed write never
-	// leaves half a PNG behind.
+	grid := make([][]*plot.Plot, len(plots))
+	for i, p := range plots {
+		grid[i] = []*plot.Plot{p}
+	}
+	canvases := plot.Align(grid, tiles, dc)
+	for i, p := range plots {
+		p.Draw(canvases[i][0])
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".kiln-plot-*.png")
 	if err != nil {
 		return err
@@ -85,6 +167,10 @@ func plotHistory(path, title string, hist []train.EpochMetrics) error {
 		return fmt.Errorf("encoding PNG: %w", err)
 	}
 	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
 		os.Remove(tmp.Name())
 		return err
 	}

@@ -1,13 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"compress/gzip"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -16,7 +15,7 @@ import (
 
 	"github.com/kilnml/kiln/data"
 	"github.com/kilnml/kiln/device"
-	"github.com/kilnml/kiln/nn"
+	"github.com/kilnml/kiln/train"
 )
 
 type predictFlags struct {
@@ -93,11 +92,7 @@ func runPredict(cmd *cobra.Command, f *predictFlags) error {
 	defer model.Free()
 	spec := model.Spec()
 
-	label := ci.label
-	if label == "" {
-		label = "label" // the CSV default, and the column name of the built-in sets' exports
-	}
-	x, rows, err := readInputs(f.input, spec.In, label)
+	x, rows, err := readInputs(f.input, spec.In, ci)
 	if err != nil {
 		return err
 	}
@@ -107,11 +102,6 @@ func runPredict(cmd *cobra.Command, f *predictFlags) error {
 			return fmt.Errorf("--input %s: applying the checkpoint's standardisation: %w", f.input, err)
 		}
 	}
-	outs, err := forward(dev, model, x, rows, f.batch)
-	if err != nil {
-		return err
-	}
-
 	loss := ci.loss
 	if !ci.hasLoss {
 		loss = device.SoftmaxCrossEntropy
@@ -120,9 +110,14 @@ func runPredict(cmd *cobra.Command, f *predictFlags) error {
 		}
 	}
 	classify := ci.classes > 0 || !ci.hasLoss && spec.Out() > 1
+	m := train.SequentialModel(model)
+	preds, err := train.Predict(dev, m, x, rows, f.batch, train.ModelReadout(m, loss, classify))
+	if err != nil {
+		return err
+	}
+
 	out := cmd.OutOrStdout()
 	enc := json.NewEncoder(out)
-	width := spec.Out()
 	if !f.asJSON {
 		switch {
 		case classify:
@@ -131,9 +126,8 @@ func runPredict(cmd *cobra.Command, f *predictFlags) error {
 			fmt.Fprintln(out, "row\toutputs")
 		}
 	}
-	for i := 0; i < rows; i++ {
-		p := interpret(outs[i*width:(i+1)*width], spec, loss, classify)
-		p.Row = i
+	for i, tp := range preds {
+		p := fromTrain(i, tp)
 		if p.Class != nil && *p.Class < len(ci.classNames) {
 			p.Label = ci.classNames[*p.Class]
 		}
@@ -146,6 +140,16 @@ func runPredict(cmd *cobra.Command, f *predictFlags) error {
 		writePredictionLine(out, p)
 	}
 	return nil
+}
+
+// fromTrain is the printed form of a library prediction.
+func fromTrain(row int, tp train.Prediction) prediction {
+	p := prediction{Row: row, Probabilities: tp.Probabilities, Scores: tp.Scores, Outputs: tp.Outputs}
+	if tp.Class >= 0 {
+		c := tp.Class
+		p.Class = &c
+	}
+	return p
 }
 
 func writePredictionLine(w io.Writer, p prediction) {
@@ -161,7 +165,11 @@ func writePredictionLine(w io.Writer, p prediction) {
 	if vals == nil {
 		vals = p.Scores
 	}
-	fmt.Fprintf(w, "%d\t%s\t%.4f\t%s\n", p.Row, class, vals[*p.Class], floats(vals))
+	score := vals[0]
+	if *p.Class < len(vals) {
+		score = vals[*p.Class]
+	}
+	fmt.Fprintf(w, "%d\t%s\t%.4f\t%s\n", p.Row, class, score, floats(vals))
 }
 
 func floats(v []float64) string {
@@ -172,112 +180,12 @@ func floats(v []float64) string {
 	return strings.Join(s, " ")
 }
 
-// interpret turns one row of model outputs into a prediction following the
-// loss the model was trained with: softmax of logits for cross-entropy (the
-// loss applies softmax itself, so the model outputs logits), a sigmoid of
-// the logit for bce_logits, the outputs as they are for bce (the model ends
-// in a sigmoid) and for regression.
-func interpret(raw []float32, spec nn.Spec, loss device.LossKind, classify bool) prediction {
-	v := make([]float64, len(raw))
-	for i, r := range raw {
-		v[i] = float64(r)
-	}
-	var p prediction
-	if !classify {
-		p.Outputs = v
-		return p
-	}
-	switch {
-	case loss == device.SoftmaxCrossEntropy && !endsWithSoftmax(spec):
-		p.Probabilities = softmax(v)
-	case loss == device.BCEWithLogits:
-		for i := range v {
-			v[i] = 1 / (1 + math.Exp(-v[i]))
-		}
-		p.Probabilities = v
-	case loss == device.BCE || endsWithSoftmax(spec):
-		p.Probabilities = v
-	default:
-		p.Scores = v
-	}
-	// One output on two classes: the output is P(class 1).
-	if len(v) == 1 && p.Probabilities != nil {
-		p.Probabilities = []float64{1 - v[0], v[0]}
-	}
-	vals := p.Probabilities
-	if vals == nil {
-		vals = p.Scores
-	}
-	best := 0
-	for i, x := range vals {
-		if x > vals[best] {
-			best = i
-		}
-	}
-	p.Class = &best
-	return p
-}
-
-func softmax(v []float64) []float64 {
-	m := math.Inf(-1)
-	for _, x := range v {
-		m = math.Max(m, x)
-	}
-	out := make([]float64, len(v))
-	sum := 0.0
-	for i, x := range v {
-		out[i] = math.Exp(x - m)
-		sum += out[i]
-	}
-	for i := range out {
-		out[i] /= sum
-	}
-	return out
-}
-
-// forward runs the model over x in batches, in evaluation mode, and returns
-// its outputs on the host.
-func forward(dev device.Device, m *nn.Sequential, x []float32, rows, batch int) ([]float32, error) {
-	spec := m.Spec()
-	in, width := spec.In, spec.Out()
-	m.SetTraining(false)
-	g := nn.NewGraph(dev)
-	defer g.Free()
-	g.SetGradEnabled(false)
-	batch = min(batch, rows)
-	buf, err := dev.Alloc(device.Float32, batch*in)
-	if err != nil {
-		return nil, err
-	}
-	defer dev.Free(buf)
-	out := make([]float32, rows*width)
-	for start := 0; start < rows; start += batch {
-		n := min(batch, rows-start)
-		if err := dev.WriteF32(buf, 0, x[start*in:(start+n)*in]); err != nil {
-			return nil, err
-		}
-		xt, err := g.Input(buf, n, in)
-		if err != nil {
-			return nil, err
-		}
-		y, err := m.Forward(g, xt)
-		if err != nil {
-			return nil, fmt.Errorf("forward: %w", err)
-		}
-		if err := dev.ReadF32(out[start*width:(start+n)*width], y.Value(), 0); err != nil {
-			return nil, err
-		}
-		g.Reset()
-	}
-	return out, nil
-}
-
 // readInputs reads --input as CSV rows or IDX images and checks that every
 // sample has the model's input width.
-func readInputs(path string, in int, label string) ([]float32, int, error) {
+func readInputs(path string, in int, ci checkpointInfo) ([]float32, int, error) {
 	lower := strings.ToLower(path)
 	if strings.HasSuffix(lower, ".csv") || strings.HasSuffix(lower, ".csv.gz") || strings.HasSuffix(lower, ".tsv") {
-		return readCSVRows(path, in, label)
+		return readCSVRows(path, in, ci)
 	}
 	idx, err := data.ReadIDXFile(path)
 	if err != nil {
@@ -300,78 +208,60 @@ func readInputs(path string, in int, label string) ([]float32, int, error) {
 	return x, idx.Dims[0], nil
 }
 
-func readCSVRows(path string, in int, label string) ([]float32, int, error) {
-	f, err := os.Open(path)
+// readCSVRows reads prediction inputs with the training CSV reader
+// (data.ParseCSV: NaN and ±Inf are errors, a byte-order mark is
+// stripped): a header row naming the columns, where the training label
+// column may be present (it is then ignored) or absent; a file whose first
+// row is all numbers has no header.
+func readCSVRows(path string, in int, ci checkpointInfo) ([]float32, int, error) {
+	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, 0, fmt.Errorf("--input %s: %w", path, err)
 	}
-	defer f.Close()
-	var r io.Reader = f
 	if strings.HasSuffix(strings.ToLower(path), ".gz") {
-		zr, err := gzip.NewReader(f)
+		zr, err := gzip.NewReader(bytes.NewReader(raw))
 		if err != nil {
 			return nil, 0, fmt.Errorf("--input %s: %w", path, err)
 		}
-		defer zr.Close()
-		r = zr
+		if raw, err = io.ReadAll(zr); err != nil {
+			return nil, 0, fmt.Errorf("--input %s: %w", path, err)
+		}
 	}
-	cr := csv.NewReader(r)
+	opt := data.CSVOptions{Label: ci.label, LabelOptional: true, Regression: ci.regression, ClassNames: ci.classNames}
+	if opt.Label == "" {
+		opt.Label = "label" // the CSV default, and the column name of the built-in sets' exports
+	}
 	if strings.HasSuffix(strings.ToLower(path), ".tsv") {
-		cr.Comma = '\t'
+		opt.Comma = '\t'
 	}
-	cr.FieldsPerRecord = -1
-	cr.TrimLeadingSpace = true
-	records, err := cr.ReadAll()
+	if headerless(raw, opt.Comma) {
+		opt.NoHeader, opt.Label, opt.Regression, opt.ClassNames = true, "", false, nil
+	}
+	ds, err := data.ParseCSV(bytes.NewReader(raw), path, opt)
 	if err != nil {
-		return nil, 0, fmt.Errorf("--input %s: %w", path, err)
+		return nil, 0, fmt.Errorf("--input: %w", err)
 	}
-	if len(records) == 0 {
-		return nil, 0, fmt.Errorf("--input %s: no rows", path)
+	if ds.Len() == 0 {
+		return nil, 0, fmt.Errorf("--input %s: no data rows", path)
 	}
-	skip := -1 // a column to leave out: the label column of a training-style file
-	start := 0
-	if isHeader(records[0]) {
-		start = 1
-		for j, name := range records[0] {
-			if strings.TrimSpace(name) == label && len(records[0]) == in+1 {
-				skip = j
-			}
-		}
+	if ds.Features != in {
+		return nil, 0, fmt.Errorf("--input %s: %d feature columns, the model takes %d", path, ds.Features, in)
 	}
-	rows := len(records) - start
-	if rows == 0 {
-		return nil, 0, fmt.Errorf("--input %s: a header row but no data rows", path)
-	}
-	x := make([]float32, 0, rows*in)
-	for i, rec := range records[start:] {
-		line := i + start + 1
-		n := len(rec)
-		if skip >= 0 {
-			n--
-		}
-		if n != in {
-			return nil, 0, fmt.Errorf("--input %s: line %d has %d feature columns, the model takes %d", path, line, n, in)
-		}
-		for j, field := range rec {
-			if j == skip {
-				continue
-			}
-			v, err := strconv.ParseFloat(strings.TrimSpace(field), 32)
-			if err != nil {
-				return nil, 0, fmt.Errorf("--input %s: line %d, column %d: %q is not a number", path, line, j+1, field)
-			}
-			x = append(x, float32(v))
-		}
-	}
-	return x, rows, nil
+	return ds.X, ds.Len(), nil
 }
 
-// isHeader says whether a CSV record is a header: some field is not a number.
-func isHeader(rec []string) bool {
-	for _, field := range rec {
+// headerless says whether the first line of a CSV file is data: every
+// field a number.
+func headerless(raw []byte, comma rune) bool {
+	raw = bytes.TrimPrefix(raw, []byte("\xef\xbb\xbf"))
+	line, _, _ := bytes.Cut(raw, []byte("\n"))
+	if comma == 0 {
+		comma = ','
+	}
+	for _, field := range strings.Split(strings.TrimSpace(string(line)), string(comma)) {
 		if _, err := strconv.ParseFloat(strings.TrimSpace(field), 64); err != nil {
-			return true
+			return false
 		}
 	}
-	return false
+	return true
 }

@@ -26,18 +26,26 @@ type progress struct {
 	metrics    io.Writer // --metrics, or nil
 	metricsErr error     // the first write error, reported when Fit returns
 
-	cur      *progressbar.ProgressBar
-	epoch    int
-	lr       float64
-	lastLoss float64
+	cur   *progressbar.ProgressBar
+	epoch int
+	lr    float64
+	// The running mean of the epoch's loss over the batches read so far
+	// (Config.LossEvery): Σ rows·loss and Σ rows.
+	lossSum  float64
+	lossRows int
 }
 
 func newProgress(out io.Writer, bar bool, epochs, samples int, metrics io.Writer) *progress {
-	return &progress{out: out, bar: bar, epochs: epochs, samples: samples, metrics: metrics, lastLoss: math.NaN()}
+	return &progress{out: out, bar: bar, epochs: epochs, samples: samples, metrics: metrics}
 }
 
+// barWidth keeps the whole bar line within 80 columns: "epoch 100/200 loss
+// 0.1234" (25), " 100% " (6), the bar (16 + 2), " (60000/60000) " (15)
+// and "[1m2s:3m4s]" (≈ 11). The rate is on the epoch's summary line.
+const barWidth = 16
+
 func (p *progress) OnEpochStart(epoch int, lr float64) {
-	p.epoch, p.lr, p.lastLoss = epoch, lr, math.NaN()
+	p.epoch, p.lr, p.lossSum, p.lossRows = epoch, lr, 0, 0
 	if !p.bar {
 		return
 	}
@@ -45,32 +53,41 @@ func (p *progress) OnEpochStart(epoch int, lr float64) {
 		progressbar.OptionSetWriter(p.out),
 		progressbar.OptionSetDescription(p.describe()),
 		progressbar.OptionShowCount(),
-		progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("samples"),
 		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionSetWidth(30),
+		progressbar.OptionSetWidth(barWidth),
 		progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionClearOnFinish(),
 	)
 }
 
+// meanLoss is the running mean of the epoch's loss so far, NaN before the
+// first read.
+func (p *progress) meanLoss() float64 {
+	if p.lossRows == 0 {
+		return math.NaN()
+	}
+	return p.lossSum / float64(p.lossRows)
+}
+
 func (p *progress) describe() string {
 	s := fmt.Sprintf("epoch %d/%d", p.epoch+1, p.epochs)
-	if !math.IsNaN(p.lastLoss) {
-		s += fmt.Sprintf("  loss %.4f", p.lastLoss)
+	if m := p.meanLoss(); !math.IsNaN(m) {
+		s += fmt.Sprintf(" loss %.4f", m)
 	}
 	return s
 }
 
 func (p *progress) OnBatch(b train.BatchInfo) {
-	if p.cur == nil {
-		return
-	}
 	if !math.IsNaN(b.Loss) {
-		p.lastLoss = b.Loss
-		p.cur.Describe(p.describe())
+		p.lossSum += b.Loss * float64(b.Rows)
+		p.lossRows += b.Rows
+		if p.cur != nil {
+			p.cur.Describe(p.describe())
+		}
 	}
-	_ = p.cur.Add(b.Rows)
+	if p.cur != nil {
+		_ = p.cur.Add(b.Rows)
+	}
 }
 
 func (p *progress) OnEpochEnd(m train.EpochMetrics) {

@@ -7,8 +7,10 @@ import (
 	"io"
 	"math"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -64,6 +66,8 @@ type trainFlags struct {
 	metrics      string
 	plot         string
 	progressMode string
+	saveEvery    string
+	resume       string
 }
 
 func newTrainCmd() *cobra.Command {
@@ -94,6 +98,13 @@ nn.Sequential state_dict names: 0.weight, 0.bias, 2.weight, ...) and
 			return runTrain(cmd, f)
 		},
 	}
+	f.register(cmd)
+	return cmd
+}
+
+// register adds every training flag to cmd: `kiln train` and, for the
+// configuration they train, `kiln sweep` and `kiln cv`.
+func (f *trainFlags) register(cmd *cobra.Command) {
 	f.data.register(cmd, "digits")
 	fl := cmd.Flags()
 	fl.StringVar(&f.model, "model", "", "model spec, e.g. 64-128-relu-10 (default: chosen from the dataset: 64-128-relu-10 for digits, 784-128-relu-10 for MNIST, 2-32-relu-32-relu-2 for the 2-D sets)")
@@ -132,12 +143,36 @@ nn.Sequential state_dict names: 0.weight, 0.bias, 2.weight, ...) and
 	fl.IntVar(&f.evalBatch, "eval-batch-size", 1024, "samples per batch when validating and testing")
 
 	fl.StringVar(&f.init, "init", "", "start from this safetensors checkpoint (fine-tuning); its kiln.spec metadata, or --model, gives the architecture")
-	fl.StringVar(&f.freeze, "freeze", "", "comma-separated parameter names to keep fixed, e.g. 0.weight,0.bias")
+	fl.StringVar(&f.freeze, "freeze", "", "comma-separated parameter names (or prefixes ending in \".\") to keep fixed, e.g. 0.weight,0.bias or 0.")
 	fl.StringVar(&f.out, "out", "", "write the trained model to this safetensors checkpoint (with its spec, loss and data statistics in the metadata)")
 	fl.StringVar(&f.metrics, "metrics", "", "write one JSON object per epoch to this file (JSON lines)")
 	fl.StringVar(&f.plot, "plot", "", "draw the loss and accuracy curves into this PNG file")
 	fl.StringVar(&f.progressMode, "progress", "auto", "progress display: auto (bars on a terminal, a line per epoch otherwise), bar, lines or none")
-	return cmd
+	fl.StringVar(&f.saveEvery, "save-every", "", "write a resumable checkpoint (--out and its .state.safetensors) every N epochs, or every N optimiser steps with the suffix 'steps' (500steps); --out also gets one when training ends or is interrupted (SIGINT, SIGTERM)")
+	fl.StringVar(&f.resume, "resume", "", "continue the run whose checkpoint (written with --out) is this file and its .state.safetensors; give the same flags (--epochs is the total), the result is bit-identical on the CPU")
+}
+
+// parseSaveEvery reads --save-every: "N" epochs or "Nsteps" (also "Ns")
+// optimiser steps; "" is off.
+func parseSaveEvery(s string) (epochs, steps int, err error) {
+	if s == "" {
+		return 0, 0, nil
+	}
+	num, unit := s, "epochs"
+	for _, suf := range []string{"steps", "step", "s", "epochs", "epoch", "e"} {
+		if v, ok := strings.CutSuffix(s, suf); ok {
+			num, unit = v, suf
+			break
+		}
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(num))
+	if err != nil || n < 1 {
+		return 0, 0, fmt.Errorf("--save-every %q: want a positive number of epochs (2) or of steps (500steps)", s)
+	}
+	if unit[0] == 's' {
+		return 0, n, nil
+	}
+	return n, 0, nil
 }
 
 // validate checks the flags that can be checked before any data is read, so
@@ -224,8 +259,25 @@ func (f *trainFlags) validate(cmd *cobra.Command) error {
 	if f.init != "" && f.dropout > 0 {
 		return errors.New("--dropout cannot be combined with --init: inserting layers would renumber the checkpoint's parameters (2.weight would become 3.weight); put the dropout layers in the checkpoint's spec instead")
 	}
-	if f.freeze != "" && f.init == "" {
+	if f.freeze != "" && f.init == "" && f.resume == "" {
 		return errors.New("--freeze keeps pretrained parameters fixed, so it needs --init with the checkpoint to start from")
+	}
+	if _, _, err := parseSaveEvery(f.saveEvery); err != nil {
+		return err
+	}
+	if f.saveEvery != "" && f.out == "" {
+		return fmt.Errorf("--save-every %s writes the checkpoint to --out; give --out as well", f.saveEvery)
+	}
+	if f.resume != "" {
+		if f.init != "" {
+			return errors.New("--resume and --init both give the starting weights; use --resume to continue a run, --init to fine-tune")
+		}
+		if f.dropout > 0 {
+			return errors.New("--dropout with --resume: the checkpoint's spec already holds the run's dropout layers")
+		}
+		if _, err := os.Stat(train.StatePath(f.resume)); err != nil {
+			return fmt.Errorf("--resume %s: its state file: %w (written by `kiln train --out`)", f.resume, err)
+		}
 	}
 	switch f.progressMode {
 	case "auto", "bar", "lines", "none":
@@ -351,6 +403,218 @@ func withDropout(s nn.Spec, p float32) nn.Spec {
 	return out
 }
 
+// splits are the datasets of one training run.
+type splits struct {
+	train, val, test *data.Dataset
+	stats            *data.Stats
+}
+
+// loadSplits reads the data, holds out --val-split and standardises with
+// the training part's statistics (--standardize).
+func (f *trainFlags) loadSplits() (splits, error) {
+	var s splits
+	var err error
+	if s.train, s.test, err = f.data.load(f.seed); err != nil {
+		return s, err
+	}
+	if f.valSplit > 0 {
+		s.train, s.val = data.Split(s.train, f.valSplit, f.seed)
+		if s.val.Len() == 0 || s.train.Len() == 0 {
+			return s, fmt.Errorf("--val-split %g leaves an empty training or validation set from %d samples", f.valSplit, s.train.Len()+s.val.Len())
+		}
+	}
+	return s, f.standardize(&s)
+}
+
+// standardize applies --standardize (fitted on s.train) or keeps the
+// dataset's published statistics (--normalize).
+func (f *trainFlags) standardize(s *splits) error {
+	if f.data.standardize {
+		var others []*data.Dataset
+		for _, d := range []*data.Dataset{s.test, s.val} {
+			if d != nil && d.Len() > 0 {
+				others = append(others, d)
+			}
+		}
+		st, err := data.Standardize(s.train, others...)
+		if err != nil {
+			return fmt.Errorf("--standardize: %w", err)
+		}
+		s.stats = st
+	} else if s.train.Stats != nil {
+		s.stats = s.train.Stats // --normalize: the dataset's published statistics
+	}
+	return nil
+}
+
+// runOptions are what differs between `kiln train`, one run of a sweep and
+// one fold of cross-validation.
+type runOptions struct {
+	out, errOut io.Writer
+	metrics     io.Writer       // --metrics, or nil
+	stop        <-chan struct{} // SIGINT/SIGTERM, or nil
+	quiet       bool            // no progress at all (sweep, cv)
+}
+
+// fitted is a trained model with what was learnt on the way.
+type fitted struct {
+	model *nn.Sequential
+	spec  nn.Spec
+	loss  device.LossKind
+	res   train.Result
+	meta  map[string]string // the checkpoint metadata (without test figures)
+}
+
+// fit builds the model and optimiser the flags ask for and trains it on
+// s.train, validating on s.val. The caller frees the model.
+func (f *trainFlags) fit(cmd *cobra.Command, dev device.Device, s splits, o runOptions) (*fitted, error) {
+	trainSet := s.train
+	model, spec, err := f.buildModel(cmd, dev, trainSet)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			model.Free()
+		}
+	}()
+	var loss device.LossKind
+	if f.loss != "" {
+		loss, _ = parseLoss("loss", f.loss)
+	} else {
+		loss = defaultLoss(spec, trainSet)
+	}
+	if err := checkModelFits(spec, trainSet, loss); err != nil {
+		return nil, err
+	}
+	if err := checkLossOutput(spec, loss); err != nil {
+		return nil, err
+	}
+	if loss == device.SoftmaxCrossEntropy && endsWithSoftmax(spec) {
+		fmt.Fprintf(o.errOut, "kiln: --model %s ends in softmax, but --loss cross_entropy applies its own softmax to logits; drop the final softmax\n", spec)
+	}
+	if w := manyClassesWarning(trainSet, f.data.regression); w != "" && !o.quiet {
+		fmt.Fprintln(o.errOut, "kiln: "+w)
+	}
+
+	opt, err := f.optimizerFor(cmd, model)
+	if err != nil {
+		return nil, err
+	}
+	defer opt.Free()
+
+	batch := f.batch
+	if batch == 0 || batch > trainSet.Len() {
+		batch = trainSet.Len()
+	}
+	stepsPerEpoch := (trainSet.Len() + batch - 1) / batch
+	schedSpec, _ := f.scheduleSpec(cmd)
+	sched, err := train.ParseSchedule(schedSpec, float64(opt.LR()), f.epochs, stepsPerEpoch)
+	if err != nil {
+		return nil, fmt.Errorf("--schedule %s: %w", f.schedule, err)
+	}
+
+	bars := !o.quiet && (f.progressMode == "bar" || (f.progressMode == "auto" && isTerminal(o.out)))
+	var cb train.Callback
+	var prog *progress
+	if !o.quiet && (f.progressMode != "none" || o.metrics != nil) {
+		progOut := o.out
+		if f.progressMode == "none" {
+			progOut = io.Discard
+		}
+		prog = newProgress(progOut, bars, f.epochs, trainSet.Len(), o.metrics)
+		cb = prog
+	}
+	lossEvery := 0
+	if bars {
+		// Reading the loss waits for the device; a bar needs it only a few
+		// dozen times per epoch.
+		lossEvery = max(1, stepsPerEpoch/50)
+	}
+	meta := checkpointMeta(f, trainSet, loss, s.stats)
+	cfg := train.Config{
+		Epochs:             f.epochs,
+		BatchSize:          batch,
+		Loss:               loss,
+		Seed:               f.seed,
+		Shuffle:            f.shuffle,
+		Schedule:           sched,
+		ClipNorm:           float32(f.clipNorm),
+		Patience:           f.patience,
+		TargetLoss:         f.targetLoss,
+		MaxSteps:           f.steps,
+		LossEvery:          lossEvery,
+		EvalBatch:          f.evalBatch,
+		RestoreBest:        f.patience > 0,
+		Callback:           cb,
+		Stop:               o.stop,
+		CheckpointMetadata: meta,
+	}
+	if f.out != "" && !o.quiet {
+		// --out is a resumable checkpoint: written at the end, on a signal
+		// and every --save-every.
+		cfg.CheckpointPath = f.out
+		cfg.CheckpointEvery, cfg.CheckpointEverySteps, _ = parseSaveEvery(f.saveEvery)
+		if cfg.CheckpointEvery == 0 && cfg.CheckpointEverySteps == 0 {
+			cfg.CheckpointEvery = f.epochs + 1 // only when training ends
+		}
+	}
+	trainer, err := train.NewTrainer(dev, model, opt, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer trainer.Free()
+	if f.resume != "" {
+		if err := trainer.LoadCheckpoint(f.resume); err != nil {
+			return nil, fmt.Errorf("--resume %s: %w", f.resume, err)
+		}
+	}
+
+	if !o.quiet {
+		src := trainSet.Source
+		if src == "" {
+			src = trainSet.Name
+		}
+		// Three short lines rather than one of 150 columns: each fits in 80
+		// for a usual model, data path and device.
+		fmt.Fprintf(o.out, "training %s (%d parameters) on %s\n", spec, model.NumParams(), dev.Name())
+		fmt.Fprintf(o.out, "data: %s from %s: %d train, %d val, %d test samples\n", trainSet.Name, src, trainSet.Len(), lenOf(s.val), lenOf(s.test))
+		fmt.Fprintf(o.out, "loss %s, optimizer %s, lr %g, batch %d\n", loss, strings.ToLower(f.optimizer), opt.LR(), batch)
+		if f.resume != "" {
+			p := trainer.Position()
+			fmt.Fprintf(o.out, "resuming %s at epoch %d, step %d\n", f.resume, p.Epoch+1, p.Step)
+		}
+	}
+	res, err := trainer.Fit(trainSet, s.val)
+	if err != nil {
+		return nil, fmt.Errorf("training: %w", bceHint(err, spec, loss))
+	}
+	if prog != nil && prog.metricsErr != nil {
+		return nil, fmt.Errorf("--metrics: %w", prog.metricsErr)
+	}
+	ok = true
+	meta["kiln.step"] = strconv.Itoa(res.Steps)
+	return &fitted{model: model, spec: spec, loss: loss, res: res, meta: meta}, nil
+}
+
+// notifyStop returns a channel closed on the first SIGINT or SIGTERM, and
+// a function that stops listening. Tests replace it to inject a signal.
+var notifyStop = func() (<-chan struct{}, func()) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-sig:
+			close(stop)
+		case <-done:
+		}
+	}()
+	return stop, func() { signal.Stop(sig); close(done) }
+}
+
 func runTrain(cmd *cobra.Command, f *trainFlags) error {
 	if err := f.validate(cmd); err != nil {
 		return err
@@ -366,162 +630,102 @@ func runTrain(cmd *cobra.Command, f *trainFlags) error {
 			}
 		}
 	}
-	var metricsFile *os.File
+	o := runOptions{out: out, errOut: errOut}
 	if f.metrics != "" {
 		mf, err := os.Create(f.metrics)
 		if err != nil {
 			return fmt.Errorf("--metrics %s: %w", f.metrics, err)
 		}
 		defer mf.Close()
-		metricsFile = mf
+		o.metrics = mf
+	}
+	if f.out != "" {
+		stop, cancel := notifyStop()
+		defer cancel()
+		o.stop = stop
 	}
 
-	trainSet, testSet, err := f.data.load(f.seed)
+	s, err := f.loadSplits()
 	if err != nil {
 		return err
 	}
-	var valSet *data.Dataset
-	if f.valSplit > 0 {
-		trainSet, valSet = data.Split(trainSet, f.valSplit, f.seed)
-		if valSet.Len() == 0 || trainSet.Len() == 0 {
-			return fmt.Errorf("--val-split %g leaves an empty training or validation set from %d samples", f.valSplit, trainSet.Len()+valSet.Len())
-		}
-	}
-	var stats *data.Stats
-	if f.data.standardize {
-		others := []*data.Dataset{testSet}
-		if valSet != nil {
-			others = append(others, valSet)
-		}
-		if stats, err = data.Standardize(trainSet, others...); err != nil {
-			return fmt.Errorf("--standardize: %w", err)
-		}
-	} else if trainSet.Stats != nil {
-		stats = trainSet.Stats // --normalize: the dataset's published statistics
-	}
-
 	dev, err := openDevice(f.device, f.tf32, errOut)
 	if err != nil {
 		return err
 	}
 	defer dev.Close()
 
-	model, spec, err := f.buildModel(cmd, dev, trainSet)
+	ft, err := f.fit(cmd, dev, s, o)
 	if err != nil {
 		return err
 	}
-	defer model.Free()
-
-	var loss device.LossKind
-	if f.loss != "" {
-		loss, _ = parseLoss("loss", f.loss)
-	} else {
-		loss = defaultLoss(spec, trainSet)
-	}
-	if err := checkModelFits(spec, trainSet, loss); err != nil {
-		return err
-	}
-	if loss == device.SoftmaxCrossEntropy && endsWithSoftmax(spec) {
-		fmt.Fprintf(errOut, "kiln: --model %s ends in softmax, but --loss cross_entropy applies its own softmax to logits; drop the final softmax\n", spec)
-	}
-
-	opt, err := f.optimizerFor(cmd, model)
-	if err != nil {
-		return err
-	}
-	defer opt.Free()
-
-	batch := f.batch
-	if batch == 0 || batch > trainSet.Len() {
-		batch = trainSet.Len()
-	}
-	stepsPerEpoch := (trainSet.Len() + batch - 1) / batch
-	schedSpec, _ := f.scheduleSpec(cmd)
-	sched, err := train.ParseSchedule(schedSpec, float64(opt.LR()), f.epochs, stepsPerEpoch)
-	if err != nil {
-		return fmt.Errorf("--schedule %s: %w", f.schedule, err)
-	}
-
-	bars := f.progressMode == "bar" || (f.progressMode == "auto" && isTerminal(out))
-	var cb train.Callback
-	var prog *progress
-	if f.progressMode != "none" || metricsFile != nil {
-		progOut := out
-		if f.progressMode == "none" {
-			progOut = io.Discard
-		}
-		var mw io.Writer
-		if metricsFile != nil {
-			mw = metricsFile
-		}
-		prog = newProgress(progOut, bars, f.epochs, trainSet.Len(), mw)
-		cb = prog
-	}
-	lossEvery := 0
-	if bars {
-		// Reading the loss waits for the device; a bar needs it only a few
-		// dozen times per epoch.
-		lossEvery = max(1, stepsPerEpoch/50)
-	}
-
-	trainer, err := train.NewTrainer(dev, model, opt, train.Config{
-		Epochs:      f.epochs,
-		BatchSize:   batch,
-		Loss:        loss,
-		Seed:        f.seed,
-		Shuffle:     f.shuffle,
-		Schedule:    sched,
-		ClipNorm:    float32(f.clipNorm),
-		Patience:    f.patience,
-		TargetLoss:  f.targetLoss,
-		MaxSteps:    f.steps,
-		LossEvery:   lossEvery,
-		EvalBatch:   f.evalBatch,
-		RestoreBest: f.patience > 0,
-		Callback:    cb,
-	})
-	if err != nil {
-		return err
-	}
-	defer trainer.Free()
-
-	fmt.Fprintf(out, "training %s (%d parameters) on %s (%d train, %d val, %d test samples) on %s: loss %s, optimizer %s, lr %g, batch %d\n",
-		spec, model.NumParams(), trainSet.Name, trainSet.Len(), lenOf(valSet), testSet.Len(), dev.Name(),
-		loss, strings.ToLower(f.optimizer), opt.LR(), batch)
-	res, err := trainer.Fit(trainSet, valSet)
-	if err != nil {
-		return fmt.Errorf("training: %w", err)
-	}
-	if prog != nil && prog.metricsErr != nil {
-		return fmt.Errorf("--metrics %s: %w", f.metrics, prog.metricsErr)
+	defer ft.model.Free()
+	res := ft.res
+	if res.StopReason == train.StopInterrupted {
+		return fmt.Errorf("interrupted after %d steps (epoch %d); checkpoint written to %s: continue with the same flags and --resume %s",
+			res.Steps, res.Epochs+1, f.out, f.out)
 	}
 	if res.StopReason != train.StopEpochs {
 		fmt.Fprintf(out, "stopped after %d epochs (%d steps): %s\n", res.Epochs, res.Steps, stopText(res))
 	}
 
-	test, err := train.Evaluate(dev, model, testSet, loss, f.evalBatch)
-	if err != nil {
-		return fmt.Errorf("testing: %w", err)
-	}
-	fmt.Fprintf(out, "test loss: %.4f\n", test.Loss)
-	if test.Classes > 0 {
-		fmt.Fprintf(out, "test accuracy: %.4f\n", test.Accuracy)
+	var test train.Metrics
+	if s.test.Len() > 0 {
+		if test, err = train.Evaluate(dev, ft.model, s.test, ft.loss, f.evalBatch); err != nil {
+			return fmt.Errorf("testing: %w", err)
+		}
+		fmt.Fprintf(out, "test loss: %.4f\n", test.Loss)
+		if test.Classes > 0 {
+			fmt.Fprintf(out, "test accuracy: %.4f\n", test.Accuracy)
+		}
+	} else {
+		fmt.Fprintln(out, "no test set (--test-split 0)")
 	}
 
 	if f.plot != "" {
-		if err := plotHistory(f.plot, spec.String(), res.History); err != nil {
+		if err := plotHistory(f.plot, ft.spec.String()+" on "+s.train.Name, res.History); err != nil {
 			return fmt.Errorf("--plot %s: %w", f.plot, err)
 		}
 		fmt.Fprintf(out, "plot: %s\n", f.plot)
 	}
 	if f.out != "" {
-		meta := checkpointMeta(f, trainSet, loss, stats, test)
-		if err := nn.SaveSafetensors(f.out, model, meta); err != nil {
+		meta := ft.meta
+		if test.Classes > 0 && !math.IsNaN(test.Accuracy) {
+			meta[metaTestAcc] = strconv.FormatFloat(test.Accuracy, 'f', 4, 64)
+		}
+		if err := train.SaveModel(f.out, train.SequentialModel(ft.model), meta); err != nil {
 			return fmt.Errorf("--out %s: %w", f.out, err)
 		}
-		fmt.Fprintf(out, "saved: %s\n", f.out)
+		fmt.Fprintf(out, "saved: %s (and %s to resume)\n", f.out, train.StatePath(f.out))
 	}
 	return nil
+}
+
+// checkLossOutput says when a loss cannot read the model's outputs: bce
+// takes probabilities, so the model must end in a sigmoid (or a softmax).
+func checkLossOutput(spec nn.Spec, loss device.LossKind) error {
+	if loss == device.BCE && !endsWith(spec, device.Sigmoid) && !endsWithSoftmax(spec) {
+		return fmt.Errorf("--loss bce takes probabilities, but --model %s does not end in sigmoid: end the spec with -sigmoid, or use --loss bce_logits on the raw outputs (the stable form)", spec)
+	}
+	return nil
+}
+
+// bceHint adds to a diverged bce run the likely cause.
+func bceHint(err error, spec nn.Spec, loss device.LossKind) error {
+	if loss == device.BCE && !endsWith(spec, device.Sigmoid) {
+		return fmt.Errorf("%w (--loss bce needs a final sigmoid; --model %s has none)", err, spec)
+	}
+	return err
+}
+
+// manyClassesWarning flags integer labels that look like a numeric target
+// read as classes: many classes, few samples each.
+func manyClassesWarning(ds *data.Dataset, regression bool) string {
+	if regression || ds.Labels == nil || ds.Classes <= 50 || ds.Classes*2 <= ds.Len() {
+		return ""
+	}
+	return fmt.Sprintf("dataset %q has %d classes for %d samples: if the target is a number to predict, add --regression (or give --classes N when the classes are real)",
+		ds.Name, ds.Classes, ds.Len())
 }
 
 func lenOf(d *data.Dataset) int {
@@ -546,9 +750,13 @@ func stopText(res train.Result) string {
 // buildModel makes the model: from --init's checkpoint (with --model, if
 // given, checked against it) or fresh from --model with --init-scheme.
 func (f *trainFlags) buildModel(cmd *cobra.Command, dev device.Device, ds *data.Dataset) (*nn.Sequential, nn.Spec, error) {
-	if f.init != "" {
-		if _, err := os.Stat(f.init); err != nil {
-			return nil, nn.Spec{}, fmt.Errorf("--init %s: %w", f.init, err)
+	from, flag := f.init, "init"
+	if f.resume != "" {
+		from, flag = f.resume, "resume"
+	}
+	if from != "" {
+		if _, err := os.Stat(from); err != nil {
+			return nil, nn.Spec{}, fmt.Errorf("--%s %s: %w", flag, from, err)
 		}
 		var m *nn.Sequential
 		if f.model != "" {
@@ -556,21 +764,21 @@ func (f *trainFlags) buildModel(cmd *cobra.Command, dev device.Device, ds *data.
 			if err != nil {
 				return nil, nn.Spec{}, fmt.Errorf("--model %q: %w", f.model, err)
 			}
-			sd, err := nn.LoadSafetensors(f.init)
+			sd, err := nn.LoadSafetensors(from)
 			if err != nil {
-				return nil, nn.Spec{}, fmt.Errorf("--init %s: %w", f.init, err)
+				return nil, nn.Spec{}, fmt.Errorf("--%s %s: %w", flag, from, err)
 			}
 			if m, err = nn.Build(dev, spec, nn.Init{}, f.seed); err != nil {
 				return nil, nn.Spec{}, fmt.Errorf("--model %s: %w", spec, err)
 			}
 			if err := m.LoadState(sd); err != nil {
 				m.Free()
-				return nil, nn.Spec{}, fmt.Errorf("--init %s does not fit --model %s: %w", f.init, spec, err)
+				return nil, nn.Spec{}, fmt.Errorf("--%s %s does not fit --model %s: %w", flag, from, spec, err)
 			}
 		} else {
 			var err error
-			if m, _, err = nn.Load(dev, f.init); err != nil {
-				return nil, nn.Spec{}, fmt.Errorf("--init %s: %w (a checkpoint without kiln.spec metadata, e.g. from PyTorch, needs --model)", f.init, err)
+			if m, _, err = nn.Load(dev, from); err != nil {
+				return nil, nn.Spec{}, fmt.Errorf("--%s %s: %w (a checkpoint without kiln.spec metadata, e.g. from PyTorch, needs --model)", flag, from, err)
 			}
 		}
 		if f.freeze != "" {
@@ -637,12 +845,29 @@ func (f *trainFlags) optimizerFor(cmd *cobra.Command, m *nn.Sequential) (train.O
 
 // checkpointMeta is what `kiln eval` and `kiln predict` need to use the
 // model without the training flags.
-func checkpointMeta(f *trainFlags, ds *data.Dataset, loss device.LossKind, stats *data.Stats, test train.Metrics) map[string]string {
+func checkpointMeta(f *trainFlags, ds *data.Dataset, loss device.LossKind, stats *data.Stats) map[string]string {
 	meta := map[string]string{
 		metaLoss:    loss.String(),
 		metaDataset: f.data.name,
 		metaClasses: strconv.Itoa(ds.Classes),
 		metaVersion: buildInfo().Version,
+		metaSeed:    strconv.FormatUint(f.seed, 10),
+	}
+	if f.data.samples > 0 {
+		meta[metaSamples] = strconv.Itoa(f.data.samples)
+	}
+	if f.data.noise > 0 {
+		meta[metaNoise] = strconv.FormatFloat(f.data.noise, 'g', -1, 64)
+	}
+	if isCSVName(f.data.name) {
+		if f.data.testFile != "" {
+			meta[metaTestFile] = f.data.testFile
+		} else {
+			meta[metaTestSplit] = strconv.FormatFloat(f.data.testSplit, 'g', -1, 64)
+		}
+		if f.data.classes > 0 {
+			meta[metaDataClass] = strconv.Itoa(f.data.classes)
+		}
 	}
 	if ds.Labels == nil {
 		meta[metaClasses] = "0"
@@ -657,9 +882,6 @@ func checkpointMeta(f *trainFlags, ds *data.Dataset, loss device.LossKind, stats
 	if stats != nil {
 		b, _ := json.Marshal(stats)
 		meta[metaStats] = string(b)
-	}
-	if test.Classes > 0 && !math.IsNaN(test.Accuracy) {
-		meta[metaTestAcc] = strconv.FormatFloat(test.Accuracy, 'f', 4, 64)
 	}
 	return meta
 }

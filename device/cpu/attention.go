@@ -11,39 +11,13 @@ import (
 	"github.com/kilnml/kiln/device"
 )
 
-// Work sizes below which the attention kernels stay on the calling
-// goroutine (a hand-off to a worker and the wait cost about 3 µs, see
-// ewGrain).
-const (
-	// gemmBatchGrain is the multiply-adds of batch entries worth one
-	// hand-off: 2¹⁶ MACs take several µs even at tens of GFLOP/s.
-	gemmBatchGrain = 1 << 16
-	// gemmBatchSerial is the multiply-adds of one product from which the
-	// batch runs entry after entry on the caller, leaving the parallelism
-	// to Gemm itself (which splits large products); below it, entries run
-	// side by side, each product on one goroutine. The attention shape
-	// [256×64]·[64×256] (2²² MACs) still runs its entries side by side.
-	gemmBatchSerial = 1 << 22
-)
-
 // attnJob is the argument block of one attention kernel, run by the
 // device's workers. Jobs come from attnJobs, so a steady call allocates
-// nothing; the Device type has no room for them, and a job is only a few
-// KB.
+// nothing (the Device type has no field for them).
 type attnJob struct {
 	op   uint8
-	d    *Device
-	a, b []float32 // inputs (GEMM: A and B; softmax: x or y, dy; permute: x)
-	c    []float32 // output (GEMM: C; softmax: y or dx; permute: y)
-
-	// GEMM
-	ta, tb      bool
-	m, n, k     int
-	alpha, beta float32
-	sa, sb, sc  int
-	roots       [3]*buffer           // the buffers a, b and c belong to (for the views)
-	views       [maxChunks][3]buffer // per-chunk views of A_i, B_i and C_i for Gemm
-	errs        [maxChunks]error     // per-chunk first error
+	a, b []float32 // inputs (softmax: x, or y and dy; permute: x)
+	c    []float32 // output (softmax: y or dx; permute: y)
 
 	// softmax
 	cols   int
@@ -57,36 +31,28 @@ type attnJob struct {
 }
 
 const (
-	jobGemm uint8 = iota + 1
-	jobSoftmax
+	jobSoftmax uint8 = iota + 1
 	jobSoftmaxGrad
 	jobPermute
 )
 
 var attnJobs = sync.Pool{New: func() any { return new(attnJob) }}
 
-func getJob(d *Device, op uint8) *attnJob {
+func getJob(op uint8) *attnJob {
 	j := attnJobs.Get().(*attnJob)
-	j.op, j.d = op, d
+	j.op = op
 	return j
 }
 
 // put drops the job's references to buffers (so the pool keeps no freed
 // memory alive) and returns it to the pool.
-func (j *attnJob) put(chunks int) {
-	j.a, j.b, j.c, j.d = nil, nil, nil, nil
-	j.roots = [3]*buffer{}
-	for i := 0; i < chunks; i++ {
-		j.views[i] = [3]buffer{}
-		j.errs[i] = nil
-	}
+func (j *attnJob) put() {
+	j.a, j.b, j.c = nil, nil, nil
 	attnJobs.Put(j)
 }
 
 func (j *attnJob) run(chunk, lo, hi int) {
 	switch j.op {
-	case jobGemm:
-		j.errs[chunk] = j.gemmRange(chunk, lo, hi)
 	case jobSoftmax:
 		softmaxMaskedRows(j.a, j.c, j.cols, j.scale, j.causal, j.qLen, lo, hi)
 	case jobSoftmaxGrad:
@@ -108,12 +74,12 @@ func batchSpan(op, arg string, batch, stride, size int) (int, error) {
 
 // GemmBatched computes C_i = alpha·op(A_i)·op(B_i) + beta·C_i for i < batch
 // with A_i at element i·strideA of a, B_i at i·strideB of b and C_i at
-// i·strideC of c. Each product is one call of the backend's Gemm on views
-// of the three matrices (views held by the job: nothing is allocated), so
-// it multiplies exactly as Gemm does. Small products run side by side on
-// the device's workers; large ones one after the other, each split by Gemm.
-// When alpha is 0, A and B are not read; when beta is 0, C is not read.
-// The elements of c between the C_i (strideC > m·n) are left alone.
+// i·strideC of c, through the backend's GEMM (gemmBatchedF32, gemm.go: the
+// products multiply exactly as Gemm's; a shared operand, stride 0, is
+// packed once; small products run side by side on goroutines, large ones
+// are split in tiles). When alpha is 0, A and B are not read; when beta is
+// 0, C is not read. The elements of c between the C_i (strideC > m·n) are
+// left alone.
 func (d *Device) GemmBatched(transA, transB bool, m, n, k int, alpha float32, a device.Buffer, strideA int, b device.Buffer, strideB int, beta float32, c device.Buffer, strideC int, batch int) error {
 	const op = "GemmBatched"
 	if d.closed {
@@ -182,44 +148,7 @@ func (d *Device) GemmBatched(transA, transB bool, m, n, k int, alpha float32, a 
 		}
 		return nil
 	}
-	j := getJob(d, jobGemm)
-	j.ta, j.tb, j.m, j.n, j.k = transA, transB, m, n, k
-	j.alpha, j.beta = alpha, beta
-	j.a, j.b, j.c = af, bf, cf
-	j.sa, j.sb, j.sc = strideA, strideB, strideC
-	j.roots = [3]*buffer{a.(*buffer).root, b.(*buffer).root, c.(*buffer).root}
-	macs := math.MaxInt // m·n·k, saturated
-	if mk <= math.MaxInt/n {
-		macs = mk * n
-	}
-	chunks := 1
-	if macs < gemmBatchSerial {
-		chunks = d.w.chunks(batch, max(1, gemmBatchGrain/max(macs, 1)))
-	}
-	ran := d.w.parallel(j, batch, chunks, 1)
-	err = nil
-	for i := 0; i < ran && err == nil; i++ {
-		err = j.errs[i]
-	}
-	j.put(ran)
-	return err
-}
-
-// gemmRange runs the products lo … hi−1 through Gemm on this chunk's views.
-func (j *attnJob) gemmRange(chunk, lo, hi int) error {
-	mk, kn, mn := j.m*j.k, j.k*j.n, j.m*j.n
-	v := &j.views[chunk]
-	for r := 0; r < 3; r++ {
-		v[r] = buffer{dev: j.d, dt: device.Float32, root: j.roots[r]}
-	}
-	for i := lo; i < hi; i++ {
-		v[0].f = j.a[i*j.sa : i*j.sa+mk : i*j.sa+mk]
-		v[1].f = j.b[i*j.sb : i*j.sb+kn : i*j.sb+kn]
-		v[2].f = j.c[i*j.sc : i*j.sc+mn : i*j.sc+mn]
-		if err := j.d.Gemm(j.ta, j.tb, j.m, j.n, j.k, j.alpha, &v[0], &v[1], j.beta, &v[2]); err != nil {
-			return err
-		}
-	}
+	gemmBatchedF32(transA, transB, m, n, k, alpha, af, strideA, bf, strideB, beta, cf, strideC, batch)
 	return nil
 }
 
@@ -252,10 +181,10 @@ func (d *Device) SoftmaxMasked(x, y device.Buffer, rows, cols int, scale float32
 	if err != nil {
 		return err
 	}
-	j := getJob(d, jobSoftmax)
+	j := getJob(jobSoftmax)
 	j.a, j.c, j.cols, j.scale, j.causal, j.qLen = xf, yf, cols, scale, causal, qLen
-	c := d.w.parallel(j, rows, d.w.chunks(rows, rowGrain(trGrain, cols)), 16)
-	j.put(c)
+	d.w.parallel(j, rows, d.w.chunks(rows, rowGrain(trGrain, cols)), 16)
+	j.put()
 	return nil
 }
 
@@ -315,10 +244,10 @@ func (d *Device) SoftmaxMaskedGrad(y, dy, dx device.Buffer, rows, cols int, scal
 	if err != nil {
 		return err
 	}
-	j := getJob(d, jobSoftmaxGrad)
+	j := getJob(jobSoftmaxGrad)
 	j.a, j.b, j.c, j.cols, j.scale = yf, dyf, dxf, cols, scale
-	c := d.w.parallel(j, rows, d.w.chunks(rows, rowGrain(ewGrain, cols)), 16)
-	j.put(c)
+	d.w.parallel(j, rows, d.w.chunks(rows, rowGrain(ewGrain, cols)), 16)
+	j.put()
 	return nil
 }
 
@@ -359,7 +288,7 @@ func (d *Device) Permute4(x, y device.Buffer, dims [4]int, perm [4]int) error {
 	if err != nil {
 		return err
 	}
-	j := getJob(d, jobPermute)
+	j := getJob(jobPermute)
 	j.a, j.c = xf, yf
 	var xs [4]int // x's row-major strides
 	xs[3] = 1
@@ -371,8 +300,8 @@ func (d *Device) Permute4(x, y device.Buffer, dims [4]int, perm [4]int) error {
 		j.is[k] = xs[perm[k]]
 	}
 	rows := n / j.od[3]
-	c := d.w.parallel(j, rows, d.w.chunks(rows, rowGrain(ewGrain, j.od[3])), 1)
-	j.put(c)
+	d.w.parallel(j, rows, d.w.chunks(rows, rowGrain(ewGrain, j.od[3])), 1)
+	j.put()
 	return nil
 }
 

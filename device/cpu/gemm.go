@@ -104,8 +104,8 @@ func gemmF32(transA, transB bool, m, n, k int, alpha float32, a, b []float32, be
 // in gemmF32. A shared operand (stride 0) is packed once for the whole
 // batch, and the batch is spread over goroutines by entry when the
 // products are small or by tiles when they are large. The slices are
-// already checked to be long enough; alpha 0 is the caller's (it must
-// not read A or B), as in Gemm.
+// already checked to be long enough. When alpha is 0, A and B are not
+// read; when beta is 0, C is not read.
 func gemmBatchedF32(transA, transB bool, m, n, k int, alpha float32, a []float32, strideA int, b []float32, strideB int,
 	beta float32, c []float32, strideC int, batch int) {
 	if useBLAS32 {

@@ -159,6 +159,14 @@ func actRef(act device.Activation, alpha, x float64) (float64, float64) {
 		h := 1e-6
 		fp := func(z float64) float64 { return 0.5 * z * (1 + math.Tanh(c*(z+0.044715*z*z*z))) }
 		return f, (fp(x+h) - fp(x-h)) / (2 * h)
+	case device.SiLU:
+		s := 1 / (1 + math.Exp(-x))
+		return x * s, s * (1 + x*(1-s))
+	case device.ELU:
+		if x > 0 {
+			return x, 1
+		}
+		return alpha * math.Expm1(x), alpha * math.Exp(x)
 	}
 	panic("unknown activation")
 }
@@ -167,7 +175,7 @@ func TestActivations(t *testing.T) {
 	d := newDev(t)
 	r := rand.New(rand.NewPCG(7, 8))
 	const alpha = 0.1
-	for act := device.Identity; act <= device.GELUTanh; act++ {
+	for act := device.Identity; act <= device.ELU; act++ {
 		for _, n := range sizes {
 			x := randVec(r, n, -6, 6)
 			dy := randVec(r, n, -1, 1)

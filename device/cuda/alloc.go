@@ -202,7 +202,7 @@ func (d *Device) Alloc(dt device.DType, n int) (device.Buffer, error) {
 	}
 	a := &allocation{ptr: ptr, class: class, n: n}
 	if dt == device.Int32 {
-		a.lbl = labelRange{known: true} // all zeros
+		a.lbl = labelRange{known: true, oneNeg: true} // all zeros
 	}
 	st := &d.pool.stats
 	st.Allocs++

@@ -13,8 +13,9 @@ package cuda
 // values back and checks them exactly. For CrossEntropy, labels equal to
 // the ignore index are valid; a range proves that only when the ignore
 // index is next to [0, cols) (−1 or cols) or the range is the ignore index
-// alone, so labels padded with PyTorch's −100 are read back and checked on
-// every call.
+// alone, or when every negative value the host wrote is the ignore index
+// (labels.go keeps that summary), which covers labels padded with PyTorch's
+// −100; other layouts are read back and checked.
 
 import (
 	"math"
@@ -93,6 +94,8 @@ func (d *Device) checkXentLabels(op string, b *buffer, rows, cols int, ignore in
 		return nil
 	case ig >= -1 && ig <= int64(cols) && knownWithin(b, min(0, ig), max(int64(cols)-1, ig)):
 		return nil // [0, cols) ∪ {ignore} is one interval
+	case b.a.lbl.validWithIgnore(cols, ignore):
+		return nil // every negative value is the ignore index (padding with −100)
 	}
 	sp, err := d.readIndices(op, b, rows)
 	if err != nil {

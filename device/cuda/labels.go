@@ -14,9 +14,64 @@ package cuda
 // wide) it reads the labels back and checks them exactly, so the answer is
 // always the CPU backend's.
 
+// Beside the range it keeps whether every negative value is one and the
+// same value neg (or there is none), and the largest non-negative value:
+// sequence labels padded with PyTorch's ignore index −100 are then proved
+// valid for CrossEntropy without a read-back, although their range
+// [−100, cols) is too wide to prove anything.
 type labelRange struct {
 	known    bool
 	min, max int32
+	// oneNeg: every negative value equals neg (none when !hasNeg). nnMax
+	// is the largest value ≥ 0 (−1 when there is none). Both meaningful
+	// only when known.
+	oneNeg bool
+	hasNeg bool
+	neg    int32
+	nnMax  int32
+}
+
+// exactRange is the summary of exactly the values of vals (len ≥ 1).
+func exactRange(vals []int32) labelRange {
+	r := labelRange{known: true, min: vals[0], max: vals[0], oneNeg: true, nnMax: -1}
+	for _, v := range vals {
+		r.min = min(r.min, v)
+		r.max = max(r.max, v)
+		r.addValue(v)
+	}
+	return r
+}
+
+// addValue records one value in the negative/non-negative summary.
+func (r *labelRange) addValue(v int32) {
+	if v >= 0 {
+		r.nnMax = max(r.nnMax, v)
+		return
+	}
+	if r.hasNeg && r.neg != v {
+		r.oneNeg = false
+	}
+	r.hasNeg, r.neg = true, v
+}
+
+// merge adds the summary o of values written into part of the allocation.
+func (r *labelRange) merge(o labelRange) {
+	if !r.known {
+		return
+	}
+	if !o.known {
+		r.known = false
+		return
+	}
+	r.min = min(r.min, o.min)
+	r.max = max(r.max, o.max)
+	r.nnMax = max(r.nnMax, o.nnMax)
+	if !o.oneNeg {
+		r.oneNeg = false
+	}
+	if o.hasNeg {
+		r.addValue(o.neg)
+	}
 }
 
 // widen merges [lo, hi] into the range (no-op when unknown).
@@ -26,6 +81,25 @@ func (r *labelRange) widen(lo, hi int32) {
 	}
 	r.min = min(r.min, lo)
 	r.max = max(r.max, hi)
+	if hi >= 0 {
+		r.nnMax = max(r.nnMax, hi)
+	}
+	switch {
+	case lo >= 0:
+	case lo == hi:
+		r.addValue(lo)
+	default:
+		r.oneNeg = false // several negative values may be there
+	}
+}
+
+// validWithIgnore reports whether every value is proved to be ignore or in
+// [0, cols) by the negative/non-negative summary.
+func (r labelRange) validWithIgnore(cols int, ignore int32) bool {
+	if !r.known || !r.oneNeg || int64(r.nnMax) >= int64(cols) {
+		return false
+	}
+	return !r.hasNeg || r.neg == ignore
 }
 
 // noteWrite records that src was written at element off of b.
@@ -33,17 +107,13 @@ func (b *buffer) noteWrite(off int, src []int32) {
 	if len(src) == 0 {
 		return
 	}
-	lo, hi := src[0], src[0]
-	for _, v := range src {
-		lo = min(lo, v)
-		hi = max(hi, v)
-	}
+	r := exactRange(src)
 	a := b.a
 	if b.off+off == 0 && len(src) >= a.n {
-		a.lbl = labelRange{known: true, min: lo, max: hi}
+		a.lbl = r
 		return
 	}
-	a.lbl.widen(lo, hi)
+	a.lbl.merge(r)
 }
 
 // labelsValid reports whether the host knows that every value of b lies

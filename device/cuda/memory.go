@@ -237,11 +237,7 @@ func (d *Device) Copy(dst, src device.Buffer, n int) error {
 		return fmt.Errorf("cuda: Copy: %d bytes (cuMemcpyDtoDAsync): %w", bytes, err)
 	}
 	if db.dt == device.Int32 {
-		if sb.a.lbl.known {
-			db.a.lbl.widen(sb.a.lbl.min, sb.a.lbl.max)
-		} else {
-			db.a.lbl.known = false
-		}
+		db.a.lbl.merge(sb.a.lbl) // the copied values are among the source's
 	}
 	return nil
 }

@@ -646,7 +646,7 @@ func (d *Device) ArgmaxRows(x device.Buffer, rows, cols int, out device.Buffer) 
 		return err
 	}
 	if ob.off == 0 && rows >= ob.a.n {
-		ob.a.lbl = labelRange{known: true, min: 0, max: int32(cols - 1)}
+		ob.a.lbl = labelRange{known: true, min: 0, max: int32(cols - 1), oneNeg: true, nnMax: int32(cols - 1)}
 	} else {
 		ob.a.lbl.widen(0, int32(cols-1))
 	}

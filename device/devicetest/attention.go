@@ -244,46 +244,64 @@ func (s *suite) testSoftmaxMasked(t *testing.T) {
 
 func (s *suite) testSoftmaxMaskedGrad(t *testing.T) {
 	for _, mc := range maskedCases {
-		t.Run(mc.String(), func(t *testing.T) {
-			r := newRand(t)
-			rows, cols := mc.rows, mc.cols
-			yr := maskedSoftmaxRef(uniform(r, rows*cols, -8, 8), mc)
-			y := make([]float32, len(yr))
-			for i, v := range yr {
-				y[i] = float32(v)
-			}
-			g := uniform(r, rows*cols, -1, 1)
-			by, bdy := s.upload(t, y), s.upload(t, g)
-			bdx := s.upload(t, filled(rows*cols, nan))
-			do(t, "SoftmaxMaskedGrad", func() error {
-				return s.dev.SoftmaxMaskedGrad(by, bdy, bdx, rows, cols, mc.scale)
-			})
-			got := s.read(t, bdx, rows*cols)
-			sc := float64(mc.scale)
-			c := newChecker(t, "dx")
-			for i := 0; i < rows; i++ {
-				var dot, adot float64
-				for j := 0; j < cols; j++ {
-					k := i*cols + j
-					dot += float64(g[k]) * float64(y[k])
-					adot += math.Abs(float64(g[k]) * float64(y[k]))
+		for _, alias := range []bool{false, true} {
+			name := mc.String()
+			if alias {
+				if mc.rows*mc.cols > 100 {
+					continue
 				}
-				for j := 0; j < cols; j++ {
-					k := i*cols + j
-					if y[k] == 0 {
-						c.equal(k, got[k], 0) // masked entries get 0
-						continue
-					}
-					want := sc * float64(y[k]) * (float64(g[k]) - dot)
-					// SoftmaxGrad's bound, (cols+4)·u·|y|·(|dy| + Σ|dy⊙y|),
-					// times |scale|, plus one rounding for the scaling.
-					tol := float64(cols+5)*u*math.Abs(sc)*float64(y[k])*(math.Abs(float64(g[k]))+adot) + 1e-30
-					c.near(k, got[k], want, tol)
-				}
+				name += "/dx=dy"
 			}
-			c.done()
-		})
+			s.checkSoftmaxMaskedGrad(t, name, mc, alias)
+		}
 	}
+}
+
+// checkSoftmaxMaskedGrad runs one SoftmaxMaskedGrad case; alias passes dy
+// as dx.
+func (s *suite) checkSoftmaxMaskedGrad(t *testing.T, name string, mc maskedCase, alias bool) {
+	t.Run(name, func(t *testing.T) {
+		r := newRand(t)
+		rows, cols := mc.rows, mc.cols
+		yr := maskedSoftmaxRef(uniform(r, rows*cols, -8, 8), mc)
+		y := make([]float32, len(yr))
+		for i, v := range yr {
+			y[i] = float32(v)
+		}
+		g := uniform(r, rows*cols, -1, 1)
+		by, bdy := s.upload(t, y), s.upload(t, g)
+		bdx := bdy
+		if !alias {
+			bdx = s.upload(t, filled(rows*cols, nan))
+		}
+		do(t, "SoftmaxMaskedGrad", func() error {
+			return s.dev.SoftmaxMaskedGrad(by, bdy, bdx, rows, cols, mc.scale)
+		})
+		got := s.read(t, bdx, rows*cols)
+		sc := float64(mc.scale)
+		c := newChecker(t, "dx")
+		for i := 0; i < rows; i++ {
+			var dot, adot float64
+			for j := 0; j < cols; j++ {
+				k := i*cols + j
+				dot += float64(g[k]) * float64(y[k])
+				adot += math.Abs(float64(g[k]) * float64(y[k]))
+			}
+			for j := 0; j < cols; j++ {
+				k := i*cols + j
+				if y[k] == 0 {
+					c.equal(k, got[k], 0) // masked entries get 0
+					continue
+				}
+				want := sc * float64(y[k]) * (float64(g[k]) - dot)
+				// SoftmaxGrad's bound, (cols+4)·u·|y|·(|dy| + Σ|dy⊙y|),
+				// times |scale|, plus one rounding for the scaling.
+				tol := float64(cols+5)*u*math.Abs(sc)*float64(y[k])*(math.Abs(float64(g[k]))+adot) + 1e-30
+				c.near(k, got[k], want, tol)
+			}
+		}
+		c.done()
+	})
 }
 
 // permutations4 lists the 24 permutations of 0…3 in lexicographic order.

@@ -227,8 +227,10 @@ func (s *suite) testCol2Im(t *testing.T) {
 				for i, a := range v {
 					rhs += float64(a) * float64(got[i])
 				}
-				// got carries per-element errors of at most
-				// (terms+1)·u·Σ|terms| ≤ (KH·KW+1)·u·…; summed with |v| ≤ 1.
+				// got[e] errs by at most (terms+1)·u·Σ|its terms|, and
+				// Σ_e |v[e]|·Σ|terms of e| is exactly scale, so the sums
+				// differ by at most (KH·KW+1)·u·scale (doubled for margin;
+				// float64 rounding is far below it).
 				if tol := float64(g.KH*g.KW+1) * u * scale * 2; math.Abs(lhs-rhs) > tol {
 					t.Errorf("⟨Im2Col(v), cols⟩ = %.9g but ⟨v, Col2Im(cols)⟩ = %.9g (|diff| %.3g > %.3g): not the adjoint", lhs, rhs, math.Abs(lhs-rhs), tol)
 				}

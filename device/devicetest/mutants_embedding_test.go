@@ -15,6 +15,9 @@ func init() {
 		mutant{"scatteradd_descending_order", "Embedding/ScatterAdd"},
 		mutant{"crossentropy_mean_over_all_rows", "Embedding/CrossEntropy"},
 		mutant{"crossentropy_ignored_grad_untouched", "Embedding/CrossEntropy/all_ignored"},
+		// The existing ActivateGrad mutant (alpha forced to 0.01) must
+		// also be caught by ELU's gradient with alpha 0.5.
+		mutant{"activategrad_ignores_alpha", "ActivateGrad/^elu0.5$"},
 	)
 }
 

@@ -49,11 +49,31 @@ func BenchmarkKernels(b *testing.B) {
 				}
 				Sgemm(s.transA, s.transB, s.m, s.n, s.k, 1, a, lda, bb, ldb, 0, c, s.n)
 				b.ResetTimer()
+				cpu0 := ProcessCPUTime()
 				for i := 0; i < b.N; i++ {
 					Sgemm(s.transA, s.transB, s.m, s.n, s.k, 1, a, lda, bb, ldb, 0, c, s.n)
 				}
-				b.ReportMetric(2*float64(s.m)*float64(s.n)*float64(s.k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				flops := 2 * float64(s.m) * float64(s.n) * float64(s.k) * float64(b.N)
+				b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				b.ReportMetric(flops/(ProcessCPUTime()-cpu0).Seconds()/1e9, "GFLOP/cpu-s")
 			})
 		}
+	}
+}
+
+// BenchmarkMicroKernel runs each micro-kernel alone on one tile of depth
+// 256 with its operands in L1: the ceiling of one core (GFLOP/s).
+func BenchmarkMicroKernel(b *testing.B) {
+	for _, kr := range kernels {
+		b.Run(kr.name, func(b *testing.B) {
+			const kc = 256
+			a := make([]float32, kr.mr*kc)
+			bb := make([]float32, kr.nr*kc)
+			c := make([]float32, kr.mr*kr.nr)
+			for i := 0; i < b.N; i++ {
+				kr.fn(kc, &a[0], &bb[0], &c[0], kr.nr, 1, 0, 0, kr.mr, kr.nr)
+			}
+			b.ReportMetric(2*float64(kr.mr*kr.nr*kc)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
 	}
 }

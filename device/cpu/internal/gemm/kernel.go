@@ -7,11 +7,13 @@ import (
 	"sync/atomic"
 )
 
-// microKernel computes the mr×nr tile C = alpha·A·B + beta·C from a packed
-// A sliver (element (i, p) at a[p·mr+i]) and a packed B sliver (element
-// (p, j) at b[p·nr+j]) of length kc ≥ 1; C is row-major with leading
-// dimension ldc. When loadC is 0, C is not read.
-type microKernel func(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC int)
+// microKernel computes the mr×nr tile C = alpha·A·B + beta·C from an A
+// sliver (element (i, p) at a[p·sa+i]; packed, sa = mr) and a B sliver
+// (element (p, j) at b[p·sb+j]; packed, sb = nr) of length kc ≥ 1; C is
+// row-major with leading dimension ldc. When loadC is 0, C is not read.
+// With sa > mr or sb > nr the kernel reads an operand where it lies (a
+// transposed A, a plain B) instead of a packed copy.
+type microKernel func(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC, sa, sb int)
 
 // kernel is a micro-kernel with the blocking it is tuned for.
 type kernel struct {

@@ -59,37 +59,65 @@ func gen(w *bytes.Buffer, k Kernel) {
 	label := func(s string) { fmt.Fprintf(w, "%s_%s:\n", k.Name, s) }
 
 	fmt.Fprintf(w, `
-// func %[1]s(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC int)
+// func %[1]s(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC, sa, sb int)
 //
 // %[1]s computes the %[2]d×%[3]d tile C = alpha·A·B + beta·C, where A is a
-// packed sliver of %[2]d rows (element (i, p) at a[p·%[2]d+i]), B a packed
-// sliver of %[3]d columns (element (p, j) at b[p·%[3]d+j]), both kc ≥ 1
-// long, and C row-major with leading dimension ldc (elements). When loadC
-// is 0, C is not read (beta is ignored: C = alpha·A·B).
+// sliver of %[2]d rows (element (i, p) at a[p·sa+i]; sa = %[2]d when packed),
+// B a sliver of %[3]d columns (element (p, j) at b[p·sb+j]; sb = %[3]d when
+// packed), both kc ≥ 1 long, and C row-major with leading dimension ldc
+// (elements). When loadC is 0, C is not read (beta is ignored:
+// C = alpha·A·B).
 //
 // Registers: %[4]s accumulate the tile (row r in %[5]s…); per step p, %[6]s
-// hold B's row p and %[7]s/%[8]s the broadcast A(r, p).
-TEXT ·%[1]s(SB), NOSPLIT, $0-56
+// hold B's row p and %[7]s/%[8]s the broadcast A(r, p); AX and BX walk A and
+// B, R10 and R11 hold their strides in bytes (R12, R13 three times that).
+TEXT ·%[1]s(SB), NOSPLIT, $0-72
 `, k.Name, k.MR, k.NR, fmt.Sprintf("%s0–%s%d", k.Reg, k.Reg, k.MR*v-1), acc(0, 0),
 		fmt.Sprintf("%s…%s", breg(0), breg(v-1)), areg(0), areg(1))
 	p("MOVQ kc+0(FP), CX")
 	p("MOVQ a+8(FP), AX")
 	p("MOVQ b+16(FP), BX")
+	p("MOVQ sa+56(FP), R10")
+	p("SHLQ $2, R10")
+	p("MOVQ sb+64(FP), R11")
+	p("SHLQ $2, R11")
+	p("LEAQ (R10)(R10*2), R12") // 3·sa bytes
+	p("LEAQ (R11)(R11*2), R13") // 3·sb bytes
+	// Prefetch the tile of C (its first and last byte in each row), so
+	// that the loads of the epilogue do not miss.
+	p("MOVQ c+24(FP), DX")
+	p("MOVQ ldc+32(FP), R8")
+	p("SHLQ $2, R8")
+	for r := 0; r < k.MR; r++ {
+		p("PREFETCHT0 (DX)")
+		p("PREFETCHT0 %d(DX)", k.NR*4-1)
+		if r < k.MR-1 {
+			p("ADDQ R8, DX")
+		}
+	}
 	for r := 0; r < k.MR; r++ {
 		for j := 0; j < v; j++ {
 			p("%s %s, %s, %s", k.Zero, acc(r, j), acc(r, j), acc(r, j))
 		}
 	}
+	// Step s (0…3) of an unrolled iteration addresses A and B at
+	// s·stride past AX and BX through an index register, so that the
+	// pointers move once per iteration.
+	idxA := []string{"", "(R10*1)", "(R10*2)", "(R12*1)"}
+	idxB := []string{"", "(R11*1)", "(R11*2)", "(R13*1)"}
 	step := func(s int) {
 		for j := 0; j < v; j++ {
-			p("VMOVUPS %d(BX), %s", s*k.NR*4+j*vb, breg(j))
+			p("VMOVUPS %d(BX)%s, %s", j*vb, idxB[s], breg(j))
 		}
 		for r := 0; r < k.MR; r++ {
-			p("VBROADCASTSS %d(AX), %s", s*k.MR*4+r*4, areg(r))
+			p("VBROADCASTSS %d(AX)%s, %s", r*4, idxA[s], areg(r))
 			for j := 0; j < v; j++ {
 				p("VFMADD231PS %s, %s, %s", breg(j), areg(r), acc(r, j))
 			}
 		}
+	}
+	if k.Unroll != 4 {
+		panic("asmgen: Unroll must be 4")
 	}
 	p("CMPQ CX, $%d", k.Unroll)
 	p("JL %s_tail", k.Name)
@@ -97,8 +125,8 @@ TEXT ·%[1]s(SB), NOSPLIT, $0-56
 	for s := 0; s < k.Unroll; s++ {
 		step(s)
 	}
-	p("ADDQ $%d, AX", k.Unroll*k.MR*4)
-	p("ADDQ $%d, BX", k.Unroll*k.NR*4)
+	p("LEAQ (AX)(R10*4), AX")
+	p("LEAQ (BX)(R11*4), BX")
 	p("SUBQ $%d, CX", k.Unroll)
 	p("CMPQ CX, $%d", k.Unroll)
 	p("JGE %s_loop", k.Name)
@@ -107,14 +135,12 @@ TEXT ·%[1]s(SB), NOSPLIT, $0-56
 	p("JEQ %s_store", k.Name)
 	label("tail1")
 	step(0)
-	p("ADDQ $%d, AX", k.MR*4)
-	p("ADDQ $%d, BX", k.NR*4)
+	p("ADDQ R10, AX")
+	p("ADDQ R11, BX")
 	p("DECQ CX")
 	p("JNE %s_tail1", k.Name)
 	label("store")
 	p("MOVQ c+24(FP), DX")
-	p("MOVQ ldc+32(FP), R8")
-	p("SHLQ $2, R8")
 	p("VBROADCASTSS alpha+40(FP), %s", alpha)
 	p("MOVQ loadC+48(FP), R9")
 	p("TESTQ R9, R9")
