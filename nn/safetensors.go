@@ -148,6 +148,12 @@ func writeAtomic(path string, data []byte) (err error) {
 	if _, err = f.Write(data); err != nil {
 		return fmt.Errorf("nn: writing %s: %w", path, err)
 	}
+	// CreateTemp makes the file 0600; a checkpoint is an ordinary output
+	// (0644), and the mode is set before the rename so that the file never
+	// appears under its name with another.
+	if err = f.Chmod(0o644); err != nil {
+		return fmt.Errorf("nn: setting the mode of %s: %w", path, err)
+	}
 	if err = f.Sync(); err != nil {
 		return fmt.Errorf("nn: syncing %s: %w", path, err)
 	}

@@ -189,6 +189,14 @@ func (t *Trainer) LoadCheckpoint(path string) error {
 	if !(st.Optimizer.LR >= 0) || math.IsInf(float64(st.Optimizer.LR), 0) {
 		return fmt.Errorf("train: checkpoint state %s: field optimizer.lr is %g, expected a finite rate ≥ 0", statePath, st.Optimizer.LR)
 	}
+	for name, n := range st.Optimizer.ParamSteps {
+		if n < 0 || n > st.Optimizer.Step {
+			return fmt.Errorf("train: checkpoint state %s: field optimizer.param_steps[%q] is %d, expected in [0, optimizer.step = %d]", statePath, name, n, st.Optimizer.Step)
+		}
+	}
+	if st.Loss != "" && st.Loss != t.cfg.Loss.String() {
+		return fmt.Errorf("train: checkpoint state %s: field loss is %q, but this run trains with %s: resume with the same loss", statePath, st.Loss, t.cfg.Loss)
+	}
 	if st.BatchSize < 0 {
 		return fmt.Errorf("train: checkpoint state %s: field batch_size is %d, expected ≥ 0", statePath, st.BatchSize)
 	}

@@ -55,12 +55,23 @@ func TestCorruptStateIsAnError(t *testing.T) {
 	}{
 		{"batch", -3}, {"epoch", -1}, {"step", -2}, {"samples", -5}, {"epoch_samples", -1},
 		{"best_epoch", 99}, {"bad_epochs", -1}, {"batch", 1000}, {"epoch_loss_sum", "NaN"},
+		{"loss", "mse"}, {"optimizer.step", -4},
 	} {
 		t.Run(c.field, func(t *testing.T) {
 			if err := os.WriteFile(StatePath(ck), good, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			editState(t, ck, func(st map[string]any) { st["position"].(map[string]any)[c.field] = c.v })
+			editState(t, ck, func(st map[string]any) {
+				if c.field == "loss" || c.field == "optimizer.step" {
+					if c.field == "loss" {
+						st["loss"] = c.v
+					} else {
+						st["optimizer"].(map[string]any)["step"] = c.v
+					}
+					return
+				}
+				st["position"].(map[string]any)[c.field] = c.v
+			})
 			tr, m := newResumeTrainer(t, dev, 2, resumeConfig(2, ""))
 			before := flatValues(t, m)
 			ost, _ := tr.Optimizer().State()
@@ -69,10 +80,10 @@ func TestCorruptStateIsAnError(t *testing.T) {
 				// Only Fit knows the epoch's batches before a dataset is seen.
 				_, err = tr.Fit(trainSet, valSet)
 			} else if err == nil {
-				t.Fatalf("position.%s = %v loaded without an error", c.field, c.v)
+				t.Fatalf("%s = %v loaded without an error", c.field, c.v)
 			}
 			if err == nil || !strings.Contains(err.Error(), c.field) {
-				t.Fatalf("position.%s = %v: error %v, want one naming the field", c.field, c.v, err)
+				t.Fatalf("%s = %v: error %v, want one naming the field", c.field, c.v, err)
 			}
 			if c.v == 1000 {
 				return

@@ -145,6 +145,16 @@ func TestLMFineTune(t *testing.T) {
 		}
 	}
 	mustKiln(t, "generate", "--checkpoint", lora, "--max-tokens", "5", "--device", "cpu")
+
+	// A LoRA run resumes exactly too: 1 step, then --resume for 2 more.
+	lora2 := t.TempDir()
+	loraArgs := func(extra ...string) []string {
+		return append([]string{"lm", "train", "--data", data, "--lora-rank", "2", "--lora-targets", "c_attn,c_proj", "--iters", "3", "--lr", "1e-2",
+			"--batch", "4", "--eval-every", "0", "--device", "cpu", "--cache-dir", t.TempDir()}, extra...)
+	}
+	mustKiln(t, loraArgs("--init", bf, "--out", lora2, "--stop-after", "1")...)
+	mustKiln(t, loraArgs("--resume", lora2)...)
+	sameTensors(t, "LoRA model after 3 vs 1+2 steps", l, readTensors(t, filepath.Join(lora2, "model.safetensors")))
 }
 
 // TestLMInitHub: a Hub-style GPT-2 file (no "transformer." prefix, the

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -260,8 +261,20 @@ func runSweep(cmd *cobra.Command, sf *sweepFlags, _ *cobra.Command) error {
 	out := cmd.OutOrStdout()
 	par := min(sf.parallel, runtime.NumCPU())
 	fmt.Fprintf(out, "sweep: %d runs, %d at a time, same seed and split\n", len(runs), par)
+	var mu sync.Mutex
+	done := 0
 	sums := train.Sweep(runs, par, func(i int, r train.SweepRun) (train.Result, error) {
-		return fitArgs(argsOf(r))
+		res, err := fitArgs(argsOf(r))
+		mu.Lock()
+		defer mu.Unlock()
+		done++
+		status := fmt.Sprintf("%d epochs", res.Epochs)
+		if err != nil {
+			status = "failed: " + err.Error()
+		}
+		// One line on stderr as each run finishes, for long sweeps.
+		fmt.Fprintf(cmd.ErrOrStderr(), "run %d/%d (%s): %s\n", done, len(runs), r.Name, status)
+		return res, err
 	})
 	_ = train.SortSummaries(sums, sf.sort)
 	writeSweepTable(out, sums, sf.sort)

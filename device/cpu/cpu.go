@@ -32,8 +32,8 @@ func (backend) Open(index int) (device.Device, error) {
 }
 
 // Device is the CPU implementation of device.Device. Memory is Go memory
-// recycled through a size-class pool, GEMM goes through gonum's blas32
-// (OpenBLAS under the openblas build tag), and elementwise kernels are
+// recycled through a size-class pool, GEMM goes through kiln's own SGEMM
+// (internal/gemm; OpenBLAS under the openblas build tag), and elementwise kernels are
 // split across a fixed set of worker goroutines when they are large enough
 // to pay for it. Like every Device it is not safe for concurrent use.
 type Device struct {

@@ -1,5 +1,6 @@
-// Package cpu is kiln's CPU backend: gonum BLAS for GEMM (OpenBLAS under
-// the openblas build tag) and goroutine-parallel elementwise kernels.
+// Package cpu is kiln's CPU backend: its own pure-Go + assembly SGEMM
+// (internal/gemm: AVX-512, AVX2+FMA or portable micro-kernels; OpenBLAS
+// under the openblas build tag) and goroutine-parallel elementwise kernels.
 // Import it for its side effect of registering the "cpu" device.
 //
 // Memory is ordinary Go memory. Freed buffers go to per-dtype free lists
@@ -16,13 +17,13 @@
 // losses accumulate in float64. Adam runs eight lanes at a time in AVX2
 // and FMA assembly (internal/simd) when the processor has them, in a
 // portable float64 loop otherwise. No primitive allocates on the heap per
-// call (TestNoAllocs) apart from the small handle Alloc and View return,
-// except GEMM in the default build, where gonum's Sgemm starts goroutines
-// of its own for large products.
+// call (TestNoAllocs) apart from the small handle Alloc and View return;
+// GEMM's packing buffers and jobs are reused from free lists.
 //
 // Builds:
 //
-//	go test ./device/cpu/                   gonum's pure-Go Sgemm
+//	go test ./device/cpu/                   kiln's pure-Go + assembly SGEMM
+//	KILN_GEMM_KERNEL=avx2|generic go test ./device/cpu/   force a micro-kernel
 //	go test -tags openblas ./device/cpu/    OpenBLAS through cgo (needs libopenblas-dev)
-//	go test -tags purego ./device/cpu/      no assembly (the portable Adam loop)
+//	go test -tags purego ./device/cpu/      no assembly (portable Adam and GEMM kernels)
 package cpu

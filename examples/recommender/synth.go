@@ -21,6 +21,7 @@ import (
 // draw without replacement from the softmax.
 type world struct {
 	users, items, k int
+	strength        float64
 	p, q            []float64 // planted factors, users×K and items×K
 	pop             []float64 // planted popularity logit per item
 	train, test     [][]int32 // per user: training and held-out items
@@ -36,7 +37,7 @@ type worldConfig struct {
 
 func generate(c worldConfig) *world {
 	r := rand.New(rand.NewPCG(c.seed, 7))
-	w := &world{users: c.users, items: c.items, k: c.k,
+	w := &world{users: c.users, items: c.items, k: c.k, strength: c.strength,
 		p: make([]float64, c.users*c.k), q: make([]float64, c.items*c.k), pop: make([]float64, c.items),
 		train: make([][]int32, c.users), test: make([][]int32, c.users)}
 	for i := range w.p {
@@ -76,6 +77,19 @@ func generate(c worldConfig) *world {
 		w.test[u], w.train[u] = chosen[:t], chosen[t:]
 	}
 	return w
+}
+
+// plantedScores writes the generator's logit of every item for user u.
+func (w *world) plantedScores(u int, scores []float32) {
+	scale := w.strength / math.Sqrt(float64(w.k))
+	pu := w.p[u*w.k : (u+1)*w.k]
+	for i := range scores {
+		dot := 0.0
+		for f, x := range w.q[i*w.k : (i+1)*w.k] {
+			dot += pu[f] * x
+		}
+		scores[i] = float32(scale*dot + w.pop[i])
+	}
 }
 
 // plantedItemSim is the cosine similarity of the planted factors of items
