@@ -1,7 +1,7 @@
 // Command spam classifies e-mail as spam or ham on the SpamAssassin public
-// corpus: hashed word and word-pair tokens, an embedding table, masked mean
-// pooling, a hidden layer and a two-way classifier (fastText's recipe),
-// trained with AdamW. On the same held-out split (fixed by -seed) it trains
+// corpus: hashed tokens (words, word pairs, byte 4-grams), an embedding
+// table, masked 1/√len pooling, a hidden layer and a two-way classifier
+// (fastText's recipe with a hidden layer), trained with AdamW. On the same held-out split (fixed by -seed) it trains
 // a bag-of-words logistic regression with train.Trainer as the baseline,
 // and prints accuracy, precision, recall and F1 of both (spam is the
 // positive class).
@@ -119,7 +119,7 @@ func run(args []string, w io.Writer) error {
 	fmt.Fprintf(w, "baseline  bag-of-words logistic regression (%d words): %s  [%s]\n",
 		o.vocab, report(base), time.Since(began).Round(time.Millisecond))
 
-	// The model: hashed tokens → embedding → masked mean → MLP.
+	// The model: hashed tokens → embedding → masked pooling → MLP.
 	began = time.Now()
 	trainTok := tokenize(trainMsgs, o.buckets, o.tokens)
 	testTok := tokenize(testMsgs, o.buckets, o.tokens)

@@ -155,7 +155,10 @@ func (b *batch) load(g *nn.Graph, tk *tokens, idx []int) (ids, pool *nn.Tensor, 
 	if pool, err = g.Input(b.pool, rows, 1, T); err != nil {
 		return
 	}
-	labels, err = b.dev.View(b.labs, 0, rows)
+	labels = b.labs
+	if rows < len(b.hlab) {
+		labels, err = b.dev.View(b.labs, 0, rows)
+	}
 	return
 }
 

@@ -156,7 +156,13 @@ func (t *Trainer) Free() error {
 // Step runs one optimiser step of Accum micro-batches and reads its loss
 // (and the gradient norm when clipping). In steady state it asks the
 // device for no memory.
-func (t *Trainer) Step() (StepInfo, error) {
+func (t *Trainer) Step() (StepInfo, error) { return t.step(true) }
+
+// step is Step; when read is false it leaves the loss and the gradient
+// norm on the device (StepInfo.Loss and GradNorm are NaN and 0), so the
+// step queues its work without waiting for the device: Run reads them
+// only on the steps it reports.
+func (t *Trainer) step(read bool) (StepInfo, error) {
 	if t.iter >= t.cfg.Iters {
 		return StepInfo{}, fmt.Errorf("lm: Step: the run's %d iterations are done", t.cfg.Iters)
 	}
@@ -185,14 +191,17 @@ func (t *Trainer) Step() (StepInfo, error) {
 	if err := t.opt.Step(); err != nil {
 		return StepInfo{}, fmt.Errorf("lm: step %d: %w", t.iter+1, err)
 	}
-	if err := t.dev.ReadF32(t.one[:], t.lossAcc, 0); err != nil {
-		return StepInfo{}, err
-	}
-	info.Loss = float64(t.one[0])
-	if t.clip != nil {
-		var err error
-		if info.GradNorm, err = t.clip.Norm(); err != nil {
+	info.Loss = math.NaN()
+	if read {
+		if err := t.dev.ReadF32(t.one[:], t.lossAcc, 0); err != nil {
 			return StepInfo{}, err
+		}
+		info.Loss = float64(t.one[0])
+		if t.clip != nil {
+			var err error
+			if info.GradNorm, err = t.clip.Norm(); err != nil {
+				return StepInfo{}, err
+			}
 		}
 	}
 	t.iter++
@@ -201,7 +210,7 @@ func (t *Trainer) Step() (StepInfo, error) {
 	info.Seconds = time.Since(start).Seconds()
 	info.TokensPS = float64(t.cfg.Batch*t.ctx*t.cfg.Accum) / info.Seconds
 	info.MFU = t.flops / info.Seconds / t.peak
-	if math.IsNaN(info.Loss) || math.IsInf(info.Loss, 0) {
+	if read && (math.IsNaN(info.Loss) || math.IsInf(info.Loss, 0)) {
 		return info, fmt.Errorf("lm: step %d: the loss is %v", t.iter, info.Loss)
 	}
 	return info, nil
@@ -295,8 +304,8 @@ func (t *Trainer) Eval() (float64, error) {
 func (t *Trainer) Save(path string) error { return t.saveCheckpoint(path) }
 
 // Run trains from the current iteration to Config.Iters: a progress line
-// every LogEvery steps on out (nil for none), a JSON line per step and
-// per evaluation in Out/metrics.jsonl (a new file for a run from step 0,
+// every LogEvery steps on out (nil for none), a JSON line per reported step
+// and per evaluation in Out/metrics.jsonl (a new file for a run from step 0,
 // appended to on resume), the
 // validation loss every EvalEvery steps and at the end, checkpoints every
 // SaveEvery steps and at the end, and Out/loss.png. It returns the last
@@ -349,17 +358,20 @@ func (t *Trainer) Run(out io.Writer) (float64, error) {
 	var secs float64
 	steps := 0
 	for t.iter < stop {
-		info, err := t.Step()
+		// Only the steps that are reported wait for the device to read the
+		// loss back (and check it is finite); the others only queue work.
+		report := (t.iter+1)%cfg.LogEvery == 0 || t.iter+1 == stop
+		info, err := t.step(report)
 		if err != nil {
 			return val, err
 		}
 		secs += info.Seconds
 		steps++
-		if t.iter%cfg.LogEvery == 0 || t.iter == stop {
+		if report {
 			fmt.Fprintln(out, progressLine(info, cfg.Iters))
-		}
-		if err := writeJSONLine(metrics, info); err != nil {
-			return val, err
+			if err := writeJSONLine(metrics, info); err != nil {
+				return val, err
+			}
 		}
 		last := t.iter == cfg.Iters
 		if cfg.EvalEvery > 0 && (t.iter%cfg.EvalEvery == 0 || last) {
