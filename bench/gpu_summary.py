@@ -115,3 +115,32 @@ for model, batch in (("784-256-relu-128-relu-10", 64), ("784-4096-relu-4096-relu
     k32, ktf, tfe, tfu = kv(False), kv(True), tv("adam_foreach"), tv("adam_fused")
     best = max([x for x in (tfe, tfu) if x] or [0])
     print(f"| {model} | {batch} | {fmt(k32, 0)} | {fmt(ktf, 0)} | {fmt(tfe, 0)} | {fmt(tfu, 0)} | {fmt(ratio(k32, best), 0)}% |")
+
+# GPT-2 small training (kiln lm train --device cuda vs bench/torch_gpt_gpu.py), tokens/s and MFU
+# against the fp32 peak. kiln's figure is the median over the logged steps after the first 3
+# (kernel loading and allocator warm-up), as torch's is timed after its warm-up steps.
+
+
+def kiln_lm(mode):
+    recs = [r for r in jsonl(f"{out}/lm-gpu-{mode}/metrics.jsonl") if not r.get("eval") and r.get("tokens_per_s")]
+    steady = recs[3:] or recs
+    if not steady:
+        return None, None, 0
+    def median(xs):
+        xs = sorted(xs)
+        n = len(xs)
+        return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+    return median([r["tokens_per_s"] for r in steady]), median([r.get("mfu", 0) for r in steady]), len(recs)
+
+
+torch_gpt = jsonl(f"{out}/torch-gpt.jsonl")
+print("\n### GPT-2 small training (12 layers, 12 heads, width 768, context 1024, batch 8; tokens/s, MFU of the fp32 peak)\n")
+print("| mode | kiln tokens/s | kiln MFU | kiln steps | torch eager tokens/s | torch MFU | kiln/torch | target |")
+print("|---|---|---|---|---|---|---|---|")
+for mode in ("fp32", "tf32"):
+    ktok, kmfu, ksteps = kiln_lm(mode)
+    t = next((r for r in torch_gpt if r.get("bench") == "lm" and r.get("mode") == mode), {})
+    ttok, tmfu = t.get("tokens_per_s"), t.get("mfu")
+    pct = lambda x: "—" if x is None else f"{100 * x:.1f}%"
+    kt = "—" if ratio(ktok, ttok) is None else f"{ratio(ktok, ttok):.0f}%"
+    print(f"| {mode} | {fmt(ktok, 0)} | {pct(kmfu)} | {ksteps} | {fmt(ttok, 0)} | {pct(tmfu)} | {kt} | ≥ 100% |")

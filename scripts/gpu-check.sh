@@ -2,10 +2,11 @@
 # gpu-check.sh OUTDIR — the whole GPU check of kiln in one go, on a machine with an NVIDIA GPU.
 #
 # Run it from a folder that holds what scripts/gpu-build.sh put there: cuda.test (the device/cuda
-# test binary, built with -tags cuda), kiln (the cuda build of the command), torch_gpu.py and this
-# script. It prints the GPU and driver, runs the conformance and parity tests, the kernel
-# benchmarks, kiln's training throughput and the PyTorch comparison on the same GPU, and ends
-# with a summary table. Logs go to OUTDIR. It finishes well inside five minutes.
+# test binary, built with -tags cuda), kiln (the cuda build of the command), torch_gpu.py,
+# torch_gpt_gpu.py, gpu_summary.py and this script. It prints the GPU and driver, runs the
+# conformance and parity tests, the kernel benchmarks, kiln's training throughput (an MLP, and
+# GPT-2 small through `kiln lm train`, ≤ 60 s) and the PyTorch comparison on the same GPU, and
+# ends with a summary table. Logs go to OUTDIR. It finishes well inside five minutes.
 #
 # Exit status: 0 only when everything that checks kiln passed: the conformance and parity tests
 # (exit status 0 and no "--- FAIL" line), the kernel benchmarks, `kiln train` and every
@@ -55,13 +56,44 @@ for cfg in "784-256-relu-128-relu-10 64" "784-4096-relu-4096-relu-10 1024"; do
 done
 cat "$out/kiln-bench.jsonl"; tail -5 "$out/kiln-bench.err"
 
+phase "GPT-2 small training step (kiln lm train)"
+# GPT-2 small (12 layers, 12 heads, width 768, context 1024, GPT-2's 50257-token BPE over the
+# embedded corpus), batch 8, 30 AdamW steps, every step logged to lm-gpu/metrics.jsonl
+# (tokens/s, MFU against the fp32 peak); at most 60 s. KILN_LM_TF32=1 adds a TF32 run (another
+# 60 s at most). Information, not a check (a timeout leaves the steps done so far in the
+# metrics); the exit status is in the summary line. The checkpoint (1.5 GB) is deleted.
+lm_rc=0
+lm_runs=fp32
+[ "${KILN_LM_TF32:-0}" = 1 ] && lm_runs="fp32 tf32"
+for mode in $lm_runs; do
+	extra=()
+	[ "$mode" = tf32 ] && extra=(--tf32)
+	timeout 60 "$here/kiln" lm train --device cuda --tokenizer gpt2 --cache-dir "$out/lm-tokens" \
+		--layers 12 --heads 12 --width 768 --context 1024 --bias --dropout 0 --batch 8 \
+		--iters "${KILN_LM_ITERS:-30}" --eval-every 0 --log-every 1 --out "$out/lm-gpu-$mode" ${extra[@]+"${extra[@]}"} \
+		>"$out/lm-gpu-$mode.log" 2>&1 || lm_rc=$?
+	tail -4 "$out/lm-gpu-$mode.log"
+	rm -f "$out/lm-gpu-$mode"/model*.safetensors
+done
+rm -rf "$out/lm-tokens"
+
 phase "PyTorch on the same GPU"
 PYTHONUNBUFFERED=1 timeout 120 python3 "$here/torch_gpu.py" >"$out/torch.jsonl" 2>"$out/torch.err"
 cat "$out/torch.jsonl"; tail -5 "$out/torch.err"
+# The same GPT-2 small step in PyTorch eager, fp32 then TF32 (gpu-build.sh copies it; in a
+# checkout it is in bench/); at most 60 s.
+tgpt="$here/torch_gpt_gpu.py"
+[ -f "$tgpt" ] || tgpt="$here/../bench/torch_gpt_gpu.py"
+if [ -f "$tgpt" ]; then
+	PYTHONUNBUFFERED=1 timeout 60 python3 "$tgpt" >"$out/torch-gpt.jsonl" 2>"$out/torch-gpt.err"
+	cat "$out/torch-gpt.jsonl"; tail -3 "$out/torch-gpt.err"
+else
+	echo "torch_gpt_gpu.py not found beside this script: no PyTorch GPT-2 figure"
+fi
 
 phase "summary"
 pass=$(grep -c -- '--- PASS' "$out/tests.log"); fail=$(grep -c -- '--- FAIL' "$out/tests.log")
-echo "tests: exit $test_rc, $pass passed, $fail failed (subtests included); benchmarks exit $bench_rc; kiln train --device cuda exit $train_rc; kiln bench exit $kbench_rc"
+echo "tests: exit $test_rc, $pass passed, $fail failed (subtests included); benchmarks exit $bench_rc; kiln train --device cuda exit $train_rc; kiln bench exit $kbench_rc; kiln lm train (GPT-2 small, information) exit $lm_rc"
 grep -E -- '--- FAIL' "$out/tests.log" | head -30
 python3 "$here/gpu_summary.py" "$out"
 

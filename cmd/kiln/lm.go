@@ -34,6 +34,8 @@ type lmTrainFlags struct {
 	loraRank                          int
 	loraAlpha                         float32
 	loraTargets                       []string
+	freeze                            []string
+	tf32                              bool
 	seed                              uint64
 	peak                              float64
 }
@@ -47,7 +49,45 @@ func newLMCmd() *cobra.Command {
 			return fmt.Errorf("expected a subcommand: kiln lm train (see 'kiln lm --help')")
 		},
 	}
-	cmd.AddCommand(newLMTrainCmd())
+	cmd.AddCommand(newLMTrainCmd(), newLMMergeCmd())
+	return cmd
+}
+
+// newLMMergeCmd is `kiln lm merge`: a LoRA run's merged full checkpoint.
+func newLMMergeCmd() *cobra.Command {
+	var checkpoint, out, dev string
+	cmd := &cobra.Command{
+		Use:   "merge",
+		Short: "Fold a LoRA run's adapters into its base weights, writing a full checkpoint",
+		Long: `Write the merged full checkpoint of a LoRA run: every adapted projection's
+weight becomes W + (alpha/rank)·(B·A)ᵀ and the lora_A / lora_B tensors are
+dropped, giving a plain GPT-2 state dict (Hugging Face names, the run's
+shape and tokenizer in the metadata) that 'kiln generate', 'kiln lm train
+--init' and transformers' GPT2LMHeadModel load without adapters.
+
+  kiln lm merge --checkpoint lora-out --out merged.safetensors
+  kiln generate --checkpoint merged.safetensors --prompt "Call me"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if checkpoint == "" || out == "" {
+				return fmt.Errorf("--checkpoint and --out: both required (kiln lm merge --checkpoint RUN --out merged.safetensors)")
+			}
+			d, err := openDevice(dev, false, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			if err := lm.WriteMerged(d, lmCheckpointPath(checkpoint), out); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "merged %s into %s\n", lmCheckpointPath(checkpoint), out)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&checkpoint, "checkpoint", "", "the LoRA run: its folder or model.safetensors; required")
+	fl.StringVar(&out, "out", "", "the merged safetensors file to write; required")
+	fl.StringVar(&dev, "device", "cpu", "device the merge runs on (it is a host computation; cpu is enough)")
 	return cmd
 }
 
@@ -66,7 +106,26 @@ to lm-out/model.safetensors, with lm-out/metrics.jsonl and lm-out/loss.png.
   kiln lm train --resume lm-out                   continue a run exactly
   kiln lm train --init gpt2.safetensors --data my.txt --lora-rank 8
                                                   fine-tune (LoRA) a Hub GPT-2
-  kiln generate --checkpoint lm-out/model.safetensors --prompt "Call me"`,
+  kiln lm train --init gpt2.safetensors --data my.txt --freeze 'transformer.h.0.*,transformer.wte.weight'
+                                                  full fine-tuning, some tensors frozen
+  kiln lm merge --checkpoint lm-out --out merged.safetensors
+                                                  fold a LoRA run's adapters in
+  kiln generate --checkpoint lm-out/model.safetensors --prompt "Call me"
+
+Parameter names are Hugging Face GPT-2's: transformer.wte.weight,
+transformer.wpe.weight, transformer.h.N.{ln_1,attn.c_attn,attn.c_proj,ln_2,
+mlp.c_fc,mlp.c_proj}.{weight,bias}, transformer.ln_f.{weight,bias}.
+--freeze takes comma-separated glob patterns over them (Go's path.Match;
+'*' matches any characters, dots included, so 'transformer.h.0.*' is all
+of block 0); a pattern that matches nothing is an error.
+
+LoRA adds, to each target projection <target> (a Conv1D of input size in
+and output size out), PEFT's two tensors
+  <target>.lora_A.weight  [r, in]   (e.g. transformer.h.0.attn.c_attn.lora_A.weight)
+  <target>.lora_B.weight  [out, r]  (zero at the start)
+and computes x·W + b + (alpha/r)·(x·Aᵀ)·Bᵀ; only these are trained and
+written to adapter.safetensors (model.safetensors holds base and adapters;
+'kiln lm merge' folds them in).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runLMTrain(cmd, f) },
 	}
@@ -102,9 +161,11 @@ to lm-out/model.safetensors, with lm-out/metrics.jsonl and lm-out/loss.png.
 	fl.IntVar(&f.loraRank, "lora-rank", 0, "train LoRA adapters of this rank on the --init model, the base frozen (0: full training)")
 	fl.Float32Var(&f.loraAlpha, "lora-alpha", 0, "LoRA α (scale α/rank; default α = rank)")
 	fl.StringSliceVar(&f.loraTargets, "lora-targets", []string{"c_attn"}, "projections that get adapters (c_attn, c_proj, c_fc, or a full name)")
+	fl.StringSliceVar(&f.freeze, "freeze", nil, "comma-separated glob patterns of parameters to freeze, e.g. 'transformer.h.0.*' ('*' spans dots; give the same on --resume)")
 	fl.Uint64Var(&f.seed, "seed", 1337, "seed of the weights, batches and dropout")
 	fl.Float64Var(&f.peak, "peak-flops", 0, "peak FLOP/s for the MFU (default: 100e9 per CPU core; 67e12 on CUDA)")
 	fl.StringVar(&f.device, "device", "auto", "device: auto (a GPU when there is one), cpu, cuda or cuda:N")
+	fl.BoolVar(&f.tf32, "tf32", false, "allow TF32 tensor cores in the GPU's float32 matrix products (no effect on the CPU)")
 	return cmd
 }
 
@@ -156,7 +217,7 @@ func runLMTrain(cmd *cobra.Command, f *lmTrainFlags) error {
 	cfg.Batch, cfg.Accum, cfg.Iters, cfg.Warmup = f.batch, f.accum, f.iters, warmup
 	cfg.LR, cfg.MinLR, cfg.Beta1, cfg.Beta2, cfg.WeightDecay, cfg.GradClip = f.lr, minLR, f.beta1, f.beta2, f.wd, f.clip
 	cfg.EvalEvery, cfg.EvalBatches, cfg.SaveEvery, cfg.LogEvery, cfg.StopAfter = f.evalEvery, f.evalBatches, f.saveEvery, f.logEvery, f.stopAfter
-	cfg.Seed, cfg.PeakFLOPS = f.seed, f.peak
+	cfg.Seed, cfg.PeakFLOPS, cfg.Freeze = f.seed, f.peak, f.freeze
 	cfg.Out = f.out
 	if cfg.Out == "" {
 		cfg.Out = "lm-out"
@@ -233,7 +294,7 @@ func runLMTrain(cmd *cobra.Command, f *lmTrainFlags) error {
 		return err
 	}
 
-	dev, err := openDevice(f.device, false, cmd.ErrOrStderr())
+	dev, err := openDevice(f.device, f.tf32, cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}

@@ -24,8 +24,22 @@
 // from the Hub name the tensors without the "transformer." prefix and
 // carry the attention buffers h.N.attn.bias (the causal mask) and
 // h.N.attn.masked_bias; LoadStateDict accepts both forms and ignores the
-// buffers. LoRA adapters add <target>.lora_A.weight [r, in] and
-// <target>.lora_B.weight [out, r] (PEFT's names; see LoRAConfig).
+// buffers.
+//
+// # LoRA adapter names
+//
+// NewLoRA adds to each target projection <target> (a Conv1D of input
+// size in and output size out, e.g. transformer.h.0.attn.c_attn) two
+// tensors under PEFT's names and layouts:
+//
+//	<target>.lora_A.weight  [r, in]   e.g. transformer.h.0.attn.c_attn.lora_A.weight [r, C]
+//	<target>.lora_B.weight  [out, r]  e.g. transformer.h.0.attn.c_attn.lora_B.weight [3C, r]
+//
+// and the projection computes x·W + b + (α/r)·(x·Aᵀ)·Bᵀ. StateDict holds
+// base and adapters; AdapterStateDict only the adapters (PEFT's
+// adapter_model.safetensors, whose "base_model.model." prefix LoadAdapters
+// also accepts); MergedStateDict folds them in, W + (α/r)·(B·A)ᵀ, giving a
+// plain GPT-2 state dict (what `kiln lm merge` writes).
 //
 // # Training and generation
 //

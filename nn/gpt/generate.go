@@ -31,10 +31,16 @@ type Sampler struct {
 var ErrStop = errors.New("gpt: stop generating")
 
 // kvCache holds, per layer, the keys and values of the positions seen so
-// far, laid out [Heads, Context, d] (head-major, so that each head's keys
-// are one matrix for GemmBatched), and the scratch of one attention step.
+// far in one buffer kv laid out [2·Heads, Context, d]: the keys of every
+// head, then their values (head-major, so that each head's keys are one
+// matrix for GemmBatched; k and v are views of its two halves). It also
+// holds the scratch of one attention step and eye, the d×d identity that
+// turns GemmBatched into the strided copy appending a step's keys and
+// values (see step).
 type kvCache struct {
-	k, v   []device.Buffer
+	kv     []device.Buffer
+	k, v   []device.Buffer // views of kv, not freed on their own
+	eye    device.Buffer
 	n      int // positions held
 	att, y device.Buffer
 	attN   int // capacity of att and y
@@ -48,7 +54,7 @@ type kvCache struct {
 
 func (c *kvCache) free(dev device.Device) error {
 	var errs []error
-	for _, b := range append(append(c.k, c.v...), c.att, c.y, c.tok) {
+	for _, b := range append(c.kv, c.eye, c.att, c.y, c.tok) {
 		if b != nil {
 			errs = append(errs, dev.Free(b))
 		}
@@ -69,20 +75,38 @@ func (m *Model) cacheFor() (*kvCache, error) {
 	c.g.SetGradEnabled(false)
 	n := cfg.Context * cfg.Width
 	for i := 0; i < cfg.Layers; i++ {
-		k, err := m.dev.Alloc(device.Float32, n)
+		kv, err := m.dev.Alloc(device.Float32, 2*n)
 		if err != nil {
 			_ = c.free(m.dev)
 			return nil, fmt.Errorf("gpt: KV cache: %w", err)
 		}
-		c.k = append(c.k, k)
-		v, err := m.dev.Alloc(device.Float32, n)
+		c.kv = append(c.kv, kv)
+		k, err := m.dev.View(kv, 0, n)
 		if err != nil {
 			_ = c.free(m.dev)
 			return nil, fmt.Errorf("gpt: KV cache: %w", err)
 		}
-		c.v = append(c.v, v)
+		v, err := m.dev.View(kv, n, n)
+		if err != nil {
+			_ = c.free(m.dev)
+			return nil, fmt.Errorf("gpt: KV cache: %w", err)
+		}
+		c.k, c.v = append(c.k, k), append(c.v, v)
+	}
+	d := cfg.HeadSize()
+	eye := make([]float32, d*d)
+	for i := 0; i < d; i++ {
+		eye[i*d+i] = 1
 	}
 	var err error
+	if c.eye, err = m.dev.Alloc(device.Float32, d*d); err != nil {
+		_ = c.free(m.dev)
+		return nil, fmt.Errorf("gpt: KV cache: %w", err)
+	}
+	if err = m.dev.WriteF32(c.eye, 0, eye); err != nil {
+		_ = c.free(m.dev)
+		return nil, fmt.Errorf("gpt: KV cache: %w", err)
+	}
 	if c.tok, err = m.dev.Alloc(device.Int32, cfg.Context); err != nil {
 		_ = c.free(m.dev)
 		return nil, fmt.Errorf("gpt: KV cache: %w", err)
@@ -158,30 +182,36 @@ func (m *Model) step(c *kvCache, tokens []int32, all bool) (*nn.Tensor, error) {
 		if h, err = a.CAttn.Forward(g, h); err != nil { // [1, n, 3C]
 			return nil, err
 		}
-		q, k, v, err := a.splitQKV(g, h, n) // each [H, n, d]
+		// [1, n, 3C] → [3·H, n, d]: the queries, keys and values of each
+		// head (splitQKV's layout), the keys and values one [2·H, n, d]
+		// block.
+		if h, err = g.Reshape(h, n, 3*H, d); err != nil {
+			return nil, err
+		}
+		if h, err = g.Permute(h, 1, 0, 2); err != nil {
+			return nil, err
+		}
+		q, err := g.Narrow(h, 0, H)
 		if err != nil {
 			return nil, err
 		}
-		// Append k and v: head hh's n rows go to rows [pos, pos+n) of its
-		// [Context, d] matrix.
-		for hh := 0; hh < H; hh++ {
-			for i, src := range [2]*nn.Tensor{k, v} {
-				dst := c.k[l]
-				if i == 1 {
-					dst = c.v[l]
-				}
-				dv, err := dev.View(dst, (hh*T+pos)*d, n*d)
-				if err != nil {
-					return nil, err
-				}
-				sv, err := dev.View(src.Value(), hh*n*d, n*d)
-				if err != nil {
-					return nil, err
-				}
-				if err := dev.Copy(dv, sv, n*d); err != nil {
-					return nil, err
-				}
-			}
+		src, err := dev.View(h.Value(), H*n*d, 2*H*n*d)
+		if err != nil {
+			return nil, err
+		}
+		// Append them in one call: block i of src ([n, d], i < 2·H) goes to
+		// rows [pos, pos+n) of matrix i of the [2·H, Context, d] cache, a
+		// strided copy written as GemmBatched by the d×d identity (C_i =
+		// A_i·I, with strideC = Context·d; the contract leaves the rows
+		// between the C_i alone). A product by the identity is exact in
+		// fp32 (each sum has one nonzero term); in TF32 mode it rounds the
+		// keys and values as the attention GEMMs below would anyway.
+		dst, err := dev.View(c.kv[l], pos*d, 2*H*T*d-pos*d)
+		if err != nil {
+			return nil, err
+		}
+		if err := dev.GemmBatched(false, false, n, d, d, 1, src, n*d, c.eye, 0, 0, dst, T*d, 2*H); err != nil {
+			return nil, err
 		}
 		// att [H, n, L] = q·Kᵀ over the L cached keys of each head, then the
 		// causal softmax with query i at position pos+i.

@@ -154,6 +154,46 @@ func LoadModel(dev device.Device, path string) (*gpt.Model, text.Tokenizer, erro
 	return m, ck.Tokenizer, nil
 }
 
+// WriteMerged reads the LoRA checkpoint at path (a model file or a run
+// folder), folds its adapters into the base weights
+// (gpt.Model.MergedStateDict) on dev and writes the result to out: a plain
+// GPT-2 state dict under Hugging Face names, without lora_ tensors, with
+// the checkpoint's shape and tokeniser in its metadata, so that LoadModel,
+// `kiln generate` and transformers' GPT2LMHeadModel load it as a model
+// without adapters. A checkpoint without adapters is an error.
+func WriteMerged(dev device.Device, path, out string) error {
+	path = CheckpointPath(path)
+	ck, err := ReadCheckpoint(path, 0)
+	if err != nil {
+		return err
+	}
+	if ck.LoRA.Rank == 0 {
+		return fmt.Errorf("lm: merge: %s has no LoRA adapters (no %q metadata); it is already a full model", path, MetaLoRA)
+	}
+	m, err := ck.Build(dev)
+	if err != nil {
+		return err
+	}
+	defer m.Free()
+	sd, err := m.MergedStateDict()
+	if err != nil {
+		return err
+	}
+	if sd.Metadata == nil {
+		sd.Metadata = map[string]string{}
+	}
+	for _, k := range []string{gpt.ConfigKey, MetaTokenizer} {
+		if v, ok := ck.State.Metadata[k]; ok {
+			sd.Metadata[k] = v
+		}
+	}
+	delete(sd.Metadata, MetaLoRA)
+	if err := nn.WriteSafetensors(out, sd); err != nil {
+		return fmt.Errorf("lm: merge: %w", err)
+	}
+	return nil
+}
+
 // lmState is the JSON of a state file.
 type lmState struct {
 	Format     int            `json:"format"`
@@ -170,6 +210,7 @@ type lmState struct {
 	Batch      int            `json:"batch"`
 	Accum      int            `json:"accum"`
 	Context    int            `json:"context"`
+	Freeze     []string       `json:"freeze,omitempty"`
 }
 
 const stateFormat = 1
@@ -183,7 +224,7 @@ func (t *Trainer) saveCheckpoint(path string) error {
 	seed, off := t.g.RNG()
 	st := lmState{Format: stateFormat, Iter: t.iter, Tokens: t.tokens, OptKind: ost.Kind, OptStep: ost.Step, LR: ost.LR,
 		ParamSteps: ost.ParamSteps, Sampler: t.sampler.Position(), RNGSeed: seed, RNGOffset: off,
-		Seed: t.cfg.Seed, Batch: t.cfg.Batch, Accum: t.cfg.Accum, Context: t.ctx}
+		Seed: t.cfg.Seed, Batch: t.cfg.Batch, Accum: t.cfg.Accum, Context: t.ctx, Freeze: t.cfg.Freeze}
 	js, err := json.Marshal(st)
 	if err != nil {
 		return err
@@ -246,6 +287,10 @@ func (t *Trainer) Resume(path string) error {
 	if st.Batch != t.cfg.Batch || st.Accum != t.cfg.Accum || st.Context != t.ctx || st.Seed != t.cfg.Seed {
 		return fmt.Errorf("lm: resume: %s was saved with batch %d, accum %d, context %d, seed %d; this run has %d, %d, %d, %d (an exact resume needs the same)",
 			statePath, st.Batch, st.Accum, st.Context, st.Seed, t.cfg.Batch, t.cfg.Accum, t.ctx, t.cfg.Seed)
+	}
+	if strings.Join(st.Freeze, ",") != strings.Join(t.cfg.Freeze, ",") {
+		return fmt.Errorf("lm: resume: %s froze %q; this run freezes %q (an exact resume needs the same patterns)",
+			statePath, strings.Join(st.Freeze, ","), strings.Join(t.cfg.Freeze, ","))
 	}
 	if st.Iter > t.cfg.Iters {
 		return fmt.Errorf("lm: resume: %s is at iteration %d, past this run's %d iterations", statePath, st.Iter, t.cfg.Iters)

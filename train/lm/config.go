@@ -36,8 +36,11 @@ package lm
 import (
 	"fmt"
 	"math"
+	"path"
 	"runtime"
 	"strings"
+
+	"github.com/kilnml/kiln/nn"
 )
 
 // Config is a training run. DefaultConfig is nanoGPT's CPU recipe for
@@ -79,6 +82,20 @@ type Config struct {
 	// PeakFLOPS is the peak the model FLOPs utilisation is measured
 	// against, in FLOP/s; 0 means DefaultPeakFLOPS for the device.
 	PeakFLOPS float64
+
+	// Freeze lists glob patterns over the model's parameter names (Hugging
+	// Face GPT-2's, e.g. "transformer.h.0.*" or "transformer.wte.weight");
+	// NewTrainer sets Param.Frozen on every parameter a pattern matches,
+	// so those get no gradient and no update (partial fine-tuning). The
+	// patterns have path.Match's syntax (*, ?, [...], \), and since the
+	// names contain no '/', a '*' matches any run of characters, dots
+	// included: "transformer.h.0.*" is every tensor of block 0,
+	// "transformer.h.*.attn.*" every attention tensor ("transformer.h.1*"
+	// would also match blocks 10–19). A pattern that matches no parameter
+	// is an error naming it. Freezing only adds to what the model froze
+	// itself (a LoRA model's base). A resumed run must freeze the same
+	// patterns.
+	Freeze []string
 }
 
 // DefaultConfig is nanoGPT's CPU recipe: batch 12, no accumulation, 2000
@@ -146,5 +163,49 @@ func (c Config) validate() error {
 	case !(c.PeakFLOPS >= 0) || !finite(c.PeakFLOPS):
 		return bad("PeakFLOPS", c.PeakFLOPS, "0 (the device's default) or a finite value > 0")
 	}
+	for _, p := range c.Freeze {
+		if _, err := path.Match(p, ""); err != nil || p == "" {
+			return bad("Freeze", fmt.Sprintf("%q", p), "glob patterns of path.Match's syntax")
+		}
+	}
 	return nil
+}
+
+// freeze sets Frozen on every parameter of ps that a pattern matches
+// (see Config.Freeze) and returns how many it froze; a pattern matching
+// nothing is an error naming every such pattern.
+func freeze(ps *nn.ParamSet, patterns []string) (int, error) {
+	if len(patterns) == 0 {
+		return 0, nil
+	}
+	used := make([]bool, len(patterns))
+	var hits []*nn.Param
+	for _, p := range ps.Params() {
+		if p.Buffer {
+			continue
+		}
+		hit := false
+		for i, pat := range patterns {
+			if ok, _ := path.Match(pat, p.Name); ok {
+				used[i], hit = true, true
+			}
+		}
+		if hit {
+			hits = append(hits, p)
+		}
+	}
+	var unknown []string
+	for i, u := range used {
+		if !u {
+			unknown = append(unknown, fmt.Sprintf("%q", patterns[i]))
+		}
+	}
+	if len(unknown) > 0 {
+		return 0, fmt.Errorf("lm: Config.Freeze: pattern(s) %s match no parameter (names look like %q)",
+			strings.Join(unknown, ", "), "transformer.h.0.attn.c_attn.weight")
+	}
+	for _, p := range hits {
+		p.Frozen = true
+	}
+	return len(hits), nil
 }

@@ -60,7 +60,8 @@ type StepInfo struct {
 
 // NewTrainer prepares cfg on m, sampling training windows of m's context
 // from trainSpan and validation windows from valSpan; tok is stored in
-// the checkpoints. Free releases what it allocated (not the model).
+// the checkpoints. It freezes the parameters cfg.Freeze names (on m
+// itself). Free releases what it allocated (not the model).
 func NewTrainer(m *gpt.Model, tok text.Tokenizer, trainSpan, valSpan text.Span, cfg Config) (*Trainer, error) {
 	if m == nil || m.Params == nil {
 		return nil, fmt.Errorf("lm: NewTrainer: nil model")
@@ -83,6 +84,9 @@ func NewTrainer(m *gpt.Model, tok text.Tokenizer, trainSpan, valSpan text.Span, 
 		if t.valSampler, err = text.NewSampler(valSpan, t.ctx, cfg.Seed+1); err != nil {
 			return nil, fmt.Errorf("lm: validation data: %w", err)
 		}
+	}
+	if _, err := freeze(m.Params, cfg.Freeze); err != nil {
+		return nil, err
 	}
 	fail := func(err error) (*Trainer, error) { _ = t.Free(); return nil, err }
 	groups := train.DecayGroups(m, cfg.WeightDecay)
