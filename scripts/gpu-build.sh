@@ -9,5 +9,5 @@ dir=${1:-.gpu}
 mkdir -p "$dir"
 go test -c -tags cuda -ldflags='-s -w' -o "$dir/cuda.test" ./device/cuda
 go build -tags cuda -trimpath -ldflags='-s -w' -o "$dir/kiln" ./cmd/kiln
-cp scripts/gpu-check.sh bench/torch_gpu.py bench/gpu_summary.py "$dir/"
+cp scripts/gpu-check.sh bench/torch_gpu.py bench/torch_gpt_gpu.py bench/gpu_summary.py "$dir/"
 du -sh "$dir"

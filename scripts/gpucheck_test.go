@@ -75,7 +75,7 @@ func TestGPUCheckExitStatus(t *testing.T) {
 		{"all pass", "pass", "0", true, "gpu-check: ok"},
 		{"a test fails", "fail", "0", false, "gpu-check: FAILED: tests (exit 1, 1 failed)"},
 		{"a FAIL line with exit 0", "fail-exit0", "0", false, "gpu-check: FAILED: tests (exit 0, 1 failed)"},
-		{"kiln train and bench fail", "pass", "2", false, "gpu-check: FAILED: kiln train (exit 2); kiln bench (exit 2)"},
+		{"kiln train and bench fail", "pass", "2", false, "gpu-check: FAILED: kiln train (exit 2); kiln bench (exit 2); kiln lm train (exit 2)"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -422,3 +422,19 @@ func TestFLOPsPerToken(t *testing.T) {
 		t.Errorf("FLOPsPerToken(gpt2) = %v, want %v", got, want)
 	}
 }
+
+// TestRunWithoutOut checks that Run works without an output folder (no
+// metrics file, no checkpoints): a nil *os.File must not reach the metrics
+// writer as a non-nil io.Writer.
+func TestRunWithoutOut(t *testing.T) {
+	f := newFixture(t)
+	cfg := smallConfig("")
+	m := f.model(t, 0, 1)
+	tr := f.trainer(t, m, cfg)
+	if _, err := tr.Run(nil); err != nil {
+		t.Fatalf("Run without Out: %v", err)
+	}
+	if tr.Iter() != cfg.Iters {
+		t.Fatalf("ran %d steps, want %d", tr.Iter(), cfg.Iters)
+	}
+}

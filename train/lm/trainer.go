@@ -319,7 +319,7 @@ func (t *Trainer) Run(out io.Writer) (float64, error) {
 		out = io.Discard
 	}
 	cfg := t.cfg
-	var metrics *os.File
+	var metrics io.Writer // nil without Out (a nil *os.File here would not be a nil Writer)
 	if cfg.Out != "" {
 		if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 			return math.NaN(), fmt.Errorf("lm: --out: %w", err)
