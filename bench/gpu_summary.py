@@ -5,8 +5,10 @@ measured in the same run on the same GPU, with the issue's targets.
   python3 bench/gpu_summary.py OUTDIR
 
 Reads OUTDIR/bench.log (Go benchmarks of device/cuda), OUTDIR/kiln-bench.jsonl (kiln bench
---json, one JSON array per line) and OUTDIR/torch.jsonl (bench/torch_gpu.py). Prints Markdown,
-ready to paste into docs/benchmarks.md.
+--json, one JSON array per line), OUTDIR/torch.jsonl (bench/torch_gpu.py) and
+OUTDIR/torch-ops2.jsonl (bench/torch_gpu.py --only ops2,train2, a separate run). Prints
+Markdown, ready to paste into docs/benchmarks.md. The Ops2 tables pair each Go benchmark with
+the torch records ("bench": "ops2"/"train2") of the same name; a missing figure prints "—".
 """
 import json
 import re
@@ -60,7 +62,7 @@ def jsonl(path):
 
 
 go = go_bench(f"{out}/bench.log")
-torch = jsonl(f"{out}/torch.jsonl")
+torch = jsonl(f"{out}/torch.jsonl") + jsonl(f"{out}/torch-ops2.jsonl")
 kiln = jsonl(f"{out}/kiln-bench.jsonl")
 
 
@@ -144,3 +146,41 @@ for mode in ("fp32", "tf32"):
     pct = lambda x: "—" if x is None else f"{100 * x:.1f}%"
     kt = "—" if ratio(ktok, ttok) is None else f"{ratio(ktok, ttok):.0f}%"
     print(f"| {mode} | {fmt(ktok, 0)} | {pct(kmfu)} | {ksteps} | {fmt(ttok, 0)} | {pct(tmfu)} | {kt} | ≥ 100% |")
+
+# Primitives beyond MLPs (device.Ops2) and the two small training steps built on them, beside
+# bench/torch_gpu.py's "ops2" and "train2" records of the same names.
+OPS2 = ("GemmBatched/", "Im2Col/", "MaxPool2D/", "BatchNorm/", "LayerNorm/", "SoftmaxMasked/", "CrossEntropy/",
+        "Embedding/", "Permute4")
+print("\n### Primitives beyond MLPs (device.Ops2; GB/s counts each big buffer once)\n")
+print(f"Device-to-device copy, the bandwidth ceiling: kiln {fmt(copy, 0)} GB/s.\n")
+print("| benchmark | unit | kiln | torch | kiln/torch |")
+print("|---|---|---|---|---|")
+for name, vals in sorted(go.items()):
+    short = name[len("Benchmark"):]
+    if not short.startswith(OPS2):
+        continue
+    unit, key, nd = ("TFLOP/s", "tflops", 1) if "TFLOP/s" in vals else ("GB/s", "gbps", 0)
+    k = vals.get(unit)
+    recs = [r for r in torch if r.get("bench") == "ops2" and r.get("name") == short and key in r]
+    for r in recs or [{}]:
+        label = short + (f" (torch: {r['mode']})" if r.get("mode") else "")
+        t = r.get(key)
+        rt = ratio(k, t)
+        print(f"| {label} | {unit} | {fmt(k, nd)} | {fmt(t, nd)} | {'—' if rt is None else f'{rt:.0f}%'} |")
+
+print("\n### Training steps of the small CNN and the one-block LM (Adam, one batch on the GPU)\n")
+print("| model | unit | kiln | torch | kiln sysallocs/step |")
+print("|---|---|---|---|---|")
+for name, unit, key in (("CNNTrainStep", "samples/s", "samples_per_s"),
+                        ("LMTrainStep/vocab50257", "tokens/s", "tokens_per_s"),
+                        ("LMTrainStep/vocab512", "tokens/s", "tokens_per_s")):
+    vals = go.get("Benchmark" + name, {})
+    recs = [r for r in torch if r.get("bench") == "train2" and r.get("name") == name and key in r]
+    ts = ", ".join(f"{fmt(r.get(key), 0)} ({r.get('mode')})" for r in recs) or "—"
+    print(f"| {name} | {unit} | {fmt(vals.get(unit), 0)} | {ts} | {fmt(vals.get('sysallocs/step'), 2)} |")
+
+errs = [r for r in torch if r.get("bench") in ("ops2", "train2") and "error" in r]
+if errs:
+    print("\nPyTorch parts that raised (information, not a check):\n")
+    for r in errs:
+        print(f"- {r.get('bench')}/{r.get('name')}: {r.get('error')}")

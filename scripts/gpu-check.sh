@@ -13,6 +13,11 @@
 # `kiln bench` run. Otherwise 1, after all phases and the summary have run, and the last line
 # names what failed. The PyTorch comparison is information, not a check: a machine without
 # PyTorch still passes. scripts/gpucheck_test.go runs this script with fake binaries.
+#
+# Time: the PyTorch counterparts of the Ops2 benchmarks (torch_gpu.py --only ops2,train2, a
+# second invocation after the first PyTorch runs, so its failure or timeout costs only its own
+# figures) get what is left of KILN_GPU_BUDGET (default 270 s from the start, which leaves the
+# summary well inside five minutes), at most 90 s; with under 20 s left they are skipped.
 set -u
 out=${1:?usage: gpu-check.sh OUTDIR}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -89,6 +94,18 @@ if [ -f "$tgpt" ]; then
 	cat "$out/torch-gpt.jsonl"; tail -3 "$out/torch-gpt.err"
 else
 	echo "torch_gpt_gpu.py not found beside this script: no PyTorch GPT-2 figure"
+fi
+# Counterparts of the Ops2 benchmarks (batched GEMM, im2col, pooling, norms, masked softmax,
+# cross-entropy, embedding, permute) and of BenchmarkCNNTrainStep/BenchmarkLMTrainStep, into
+# their own files (gpu_summary.py reads both). Timeout: the budget left, at most 90 s.
+left=$(( ${KILN_GPU_BUDGET:-270} - (SECONDS - t0) ))
+[ "$left" -gt 90 ] && left=90
+if [ "$left" -ge 20 ]; then
+	PYTHONUNBUFFERED=1 timeout "$left" python3 "$here/torch_gpu.py" --only ops2,train2 >"$out/torch-ops2.jsonl" 2>"$out/torch-ops2.err"
+	echo "torch_gpu.py --only ops2,train2: exit $? (timeout ${left}s)"
+	cat "$out/torch-ops2.jsonl"; tail -5 "$out/torch-ops2.err"
+else
+	echo "torch_gpu.py --only ops2,train2 skipped: ${left}s left of the ${KILN_GPU_BUDGET:-270}s budget"
 fi
 
 phase "summary"
