@@ -149,10 +149,13 @@ func (o *op) conv2dBackward(g *Graph) error {
 			if scratch, err = g.buffer(n * ck * p); err != nil {
 				return err
 			}
-			if err := dev.Permute4(dy, dyT, [4]int{n, oc, p, 1}, [4]int{1, 0, 2, 3}); err != nil {
+			// [n, oc, p] → [oc, n, p] (and the columns alike), written with
+			// the contiguous p-long rows last so that each copy moves a row,
+			// not one element.
+			if err := dev.Permute4(dy, dyT, [4]int{1, n, oc, p}, [4]int{0, 2, 1, 3}); err != nil {
 				return err
 			}
-			if err := dev.Permute4(cols, scratch, [4]int{n, ck, p, 1}, [4]int{1, 0, 2, 3}); err != nil {
+			if err := dev.Permute4(cols, scratch, [4]int{1, n, ck, p}, [4]int{0, 2, 1, 3}); err != nil {
 				return err
 			}
 			if err := dev.Gemm(false, true, oc, ck, n*p, 1, dyT, scratch, beta, dst); err != nil {

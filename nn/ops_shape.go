@@ -255,6 +255,9 @@ func (g *Graph) Permute(x *Tensor, perm ...int) (*Tensor, error) {
 	if r > 4 || len(perm) != r {
 		return nil, fmt.Errorf("nn: Permute: permutation %v of input %v, expected one axis per dimension of a rank ≤ 4 tensor", ints(perm), x.shape)
 	}
+	// A lower rank is padded with leading axes of size 1, so the last axis
+	// stays last: the backends copy whole rows of it when it is not moved.
+	k := 4 - r
 	dims := [4]int{1, 1, 1, 1}
 	p4 := [4]int{0, 1, 2, 3}
 	var seen [4]bool
@@ -263,13 +266,13 @@ func (g *Graph) Permute(x *Tensor, perm ...int) (*Tensor, error) {
 			return nil, fmt.Errorf("nn: Permute: %v is not a permutation of the %d axes of input %v", ints(perm), r, x.shape)
 		}
 		seen[p] = true
-		p4[i] = p
-		dims[i] = x.shape[i]
+		p4[k+i] = p + k
+		dims[k+i] = x.shape[i]
 	}
 	var buf [4]int
 	s := buf[:r]
 	for i := range s {
-		s[i] = dims[p4[i]]
+		s[i] = dims[p4[k+i]]
 	}
 	y, err := g.newValue(s, x.requiresGrad)
 	if err != nil {
