@@ -67,3 +67,13 @@ func mulWithin(limit int64, factors ...int) bool {
 	}
 	return true
 }
+
+// CheckPlaneIndices checks that every position h·W + w of one input plane
+// fits the int32 indices max pooling saves (MaxPool2D, MaxPool2DGrad).
+func (g Window2D) CheckPlaneIndices(op string) error {
+	if int64(g.H)*int64(g.W) > math.MaxInt32 {
+		return Errorf(op, "g", ErrInvalid,
+			"an input plane of H·W = %d·%d positions does not fit the int32 indices", g.H, g.W)
+	}
+	return nil
+}

@@ -544,16 +544,6 @@ func (d *Device) ChannelBiasGrad(db, dy device.Buffer, outer, channels, inner in
 	return nil
 }
 
-// planeIndexable checks that positions h·W + w of one input plane fit the
-// int32 indices of max pooling.
-func planeIndexable(op string, g device.Window2D) error {
-	if g.H*g.W > math.MaxInt32 {
-		return device.Errorf(op, "g", device.ErrInvalid,
-			"an input plane of H·W = %d·%d positions does not fit the int32 indices", g.H, g.W)
-	}
-	return nil
-}
-
 // MaxPool2D sets y to the largest x of each window and idx to its
 // position h·W + w in the input plane (see device.Ops2; a NaN wins, the
 // first on ties, and a window holding no input element gives −Inf, −1).
@@ -563,7 +553,7 @@ func (d *Device) MaxPool2D(x, y, idx device.Buffer, g device.Window2D) error {
 	if err != nil {
 		return err
 	}
-	if err := planeIndexable(op, g); err != nil {
+	if err := g.CheckPlaneIndices(op); err != nil {
 		return err
 	}
 	xf, err := d.f32(op, "x", x, in)
@@ -592,7 +582,7 @@ func (d *Device) MaxPool2DGrad(dy, idx, dx device.Buffer, g device.Window2D) err
 	if err != nil {
 		return err
 	}
-	if err := planeIndexable(op, g); err != nil {
+	if err := g.CheckPlaneIndices(op); err != nil {
 		return err
 	}
 	dyf, err := d.f32(op, "dy", dy, out)
