@@ -19,21 +19,33 @@
 // ymm registers with AVX2+FMA, 4×4 in scalars in the portable Go kernel;
 // the best the CPU supports is chosen at start-up (golang.org/x/sys/cpu)
 // and KILN_GEMM_KERNEL=avx512|avx2|generic overrides it (see EnvKernel).
-// Packing zero-pads the last sliver of each block, so edge tiles run the
-// same kernel into a small temporary tile that is then merged into C.
+// Packing zero-pads the last sliver of each block. With AVX-512, edge
+// tiles run a kernel for their height (1…12 rows) that stores their
+// columns with mask registers straight into C; the other kernels compute
+// an edge tile into a small temporary tile that is then merged into C.
+// Packing copies the operands stored along m or n row by row (so that a
+// cold operand streams) and transposes those stored along k in 16×16
+// register blocks (AVX-512; Go elsewhere).
 //
 // Large products are split over a fixed pool of goroutines (one per
 // GOMAXPROCS), along m or n (whichever leaves the busiest goroutine the
-// least work, packing included); small ones stay on the calling
-// goroutine. Packing buffers come from free lists: no allocation
-// per call in steady state. An operand already laid out as the kernel
-// reads it (plain B, transposed A) is read in place when the product is
-// too thin for packing to pay (see directMaxM), and vector-shaped
+// least work, packing included), or — long, thin products whose column
+// slivers would split unevenly, such as weight gradients — along k into
+// chunks fixed by the shape and summed in order (kChunks); batches of
+// small products are split by entry; small ones stay on the calling
+// goroutine. Small products with far fewer padded columns as Cᵀ are
+// computed so, into scratch (swapEntry). Packing buffers come from free
+// lists: no allocation per call in steady state. An operand already laid
+// out as the kernel reads it (plain B, transposed A) is read in place
+// when the product is too thin for packing to pay and the operand is hot
+// or its stride prefetchable (see directMaxM), and vector-shaped
 // products (m or n = 1 along contiguous memory) skip the blocking (dot.go).
 // Each element of C is a sum over k taken in a fixed order (kc blocks in
-// turn, each summed sequentially by one FMA chain; eight interleaved
-// partial sums on the dot path), whatever the number of goroutines:
-// results are deterministic.
+// turn, each summed sequentially by one FMA chain; chunks along k added
+// in order; eight interleaved partial sums on the dot path), chosen from
+// the shape alone — whatever the number of goroutines, the batch size or
+// the sharing of an operand: results are deterministic, and an entry of
+// a batch has the bits of the same product computed alone.
 package gemm
 
 import (
@@ -60,7 +72,7 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 // strideA or strideB may be 0: that operand is then shared and is packed
 // once for the whole batch. The C_i must not overlap. Small products are
 // spread over goroutines by batch entry, large ones by tiles of each
-// product.
+// product. Each C_i has the bits Sgemm gives for that product alone.
 func SgemmBatched(transA, transB bool, m, n, k int, alpha float32, a []float32, lda, strideA int,
 	b []float32, ldb, strideB int, beta float32, c []float32, ldc, strideC int, batch int) {
 	checkArgs(transA, transB, m, n, k, a, lda, strideA, b, ldb, strideB, c, ldc, strideC, batch)
@@ -79,59 +91,193 @@ func SgemmBatched(transA, transB bool, m, n, k int, alpha float32, a []float32, 
 		}
 		return
 	}
+	// How each entry is computed depends on its shape alone — never on
+	// the batch, the sharing of an operand or the number of goroutines —
+	// so that an entry's bits are the same in any call (nn's Conv2d
+	// relies on it when it works through a batch in groups).
+	kr := active.Load()
+	if chunks := kChunks(kr, m, n, k); chunks > 1 {
+		for i := 0; i < batch; i++ {
+			sgemmChunked(kr, chunks, transA, transB, m, n, k, alpha, a[i*strideA:], lda, b[i*strideB:], ldb, beta, c[i*strideC:], ldc)
+		}
+		return
+	}
 	j := jobs.get()
-	j.p = problem{kr: active.Load(), transA: transA, transB: transB, m: m, n: n, k: k,
+	j.p = problem{kr: kr, transA: transA, transB: transB, m: m, n: n, k: k,
 		alpha: alpha, beta: beta, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc}
 	j.batch, j.strideA, j.strideB, j.strideC = batch, strideA, strideB, strideC
-	kr := j.p.kr
-	// Depth blocks of equal size (k = 784 with kc 256: four blocks of 196,
-	// not 256, 256, 256 and a thin 16, each of which costs a pass over C).
-	j.p.kc = (k + (k+kr.kc-1)/kr.kc - 1) / ((k + kr.kc - 1) / kr.kc)
+	j.kChunks, j.swapEntries = 0, false
+	countA, countB := batch, batch
+	if strideA == 0 {
+		countA = 1
+	}
+	if strideB == 0 {
+		countB = 1
+	}
+	if swapEntry(kr, m, n) {
+		// Small products with far fewer padded columns as Cᵀ (the CNN's
+		// first weight-gradient partials, 32×9 each): each entry is
+		// computed as Cᵀ = op(B)ᵀ·op(A)ᵀ into scratch and merged
+		// transposed.
+		j.swapEntries = true
+		j.c0, j.ldc0, j.alpha0, j.beta0 = c, ldc, alpha, beta
+		q := &j.p
+		q.transA, q.transB = !transB, !transA
+		q.m, q.n = n, m
+		q.a, q.lda, q.b, q.ldb = b, ldb, a, lda
+		q.alpha, q.beta = 1, 0
+		j.strideA, j.strideB = strideB, strideA
+		countA, countB = countB, countA
+	}
+	q := &j.p
+	q.inPlaceA = q.transA && inPlace(kr, q.lda, k, countA)
+	q.inPlaceB = !q.transB && inPlace(kr, q.ldb, k, countB)
+	q.kc = kcFor(kr, k)
 
 	// A shared operand is packed once, whole, when the batch reuses it.
 	var shared *[]float32
-	if batch > 1 && (strideA == 0 || strideB == 0) {
+	if batch > 1 && (j.strideA == 0 || j.strideB == 0) {
 		shared = sharedBufs.get()
-		mp, np := roundUp(m, kr.mr), roundUp(n, kr.nr)
+		mp, np := roundUp(q.m, kr.mr), roundUp(q.n, kr.nr)
 		need := 0
-		if strideA == 0 {
+		if j.strideA == 0 {
 			need += mp * k
 		}
-		if strideB == 0 {
+		if j.strideB == 0 {
 			need += np * k
 		}
 		if cap(*shared) < need {
 			*shared = make([]float32, need)
 		}
 		buf := (*shared)[:need]
-		if strideA == 0 {
-			j.p.pa = buf[:mp*k]
+		if j.strideA == 0 {
+			q.pa = buf[:mp*k]
 			buf = buf[mp*k:]
-			for pc := 0; pc < k; pc += j.p.kc {
-				kc := min(j.p.kc, k-pc)
-				packA(j.p.pa[pc*mp:], kr.mr, a, lda, transA, 0, m, pc, kc)
+			for pc := 0; pc < k; pc += q.kc {
+				kc := min(q.kc, k-pc)
+				packA(q.pa[pc*mp:], kr, q.a, q.lda, q.transA, 0, q.m, pc, kc)
 			}
 		}
-		if strideB == 0 {
-			j.p.pb = buf[:np*k]
-			for pc := 0; pc < k; pc += j.p.kc {
-				kc := min(j.p.kc, k-pc)
-				packB(j.p.pb[pc*np:], kr.nr, b, ldb, transB, 0, n, pc, kc)
+		if j.strideB == 0 {
+			q.pb = buf[:np*k]
+			for pc := 0; pc < k; pc += q.kc {
+				kc := min(q.kc, k-pc)
+				packB(q.pb[pc*np:], kr, q.b, q.ldb, q.transB, 0, q.n, pc, kc)
 			}
 		}
 	}
 
 	// Split the work: by batch entry when there are enough of them and
-	// each is small, else by tiles of every product (see split).
+	// each is small (always for transposed entries: their scratch is
+	// whole products), else by tiles of every product (see split).
 	flops := 2 * float64(m) * float64(n) * float64(k)
 	threads := poolSize()
-	j.parts, j.byBatch = 1, false
+	j.parts, j.byBatch, j.serial = 1, false, threads == 1
+	switch {
+	case threads == 1 || flops*float64(batch) < parallelFlops:
+	case (batch >= threads || j.swapEntries) && flops < batchSplitFlops:
+		// Several entries a part, but a few parts a goroutine, taken in
+		// turn: on a shared machine one core may lose its time slice, and
+		// the other then takes more parts instead of waiting for it.
+		j.parts, j.byBatch = min(batch, batchParts*threads), true
+	default:
+		j.splitM, j.parts = q.split(threads)
+	}
+	j.run()
+	j.c0 = nil
+	if shared != nil {
+		sharedBufs.put(shared)
+	}
+	j.release()
+}
+
+// BPacker gives the B operand of SgemmBatchedPacked by packing it, so
+// that a B that is never stored (the columns of a convolution, an
+// "implicit GEMM") goes straight from its source into the kernel's
+// panels.
+type BPacker interface {
+	// PackB writes rows [p0, p0+kc) × columns [j0, j0+nc) of B_entry (the
+	// k×n operand of batch entry entry) into dst as nr-column slivers:
+	// element (p0+p, j0+j) at dst[(j/nr)·nr·kc + p·nr + j%nr], and 0 in
+	// the columns of the last sliver past nc. len(dst) is
+	// roundUp(nc, nr)·kc; nothing else may be written. nr is the
+	// micro-kernel's (Kernel), kc ≤ 256 and nc ≤ 4096 of the kernel's
+	// blocking; the calls for one product come in no fixed order and
+	// several at once from different goroutines (each with its own
+	// dst), so PackB must be safe for concurrent use and must not
+	// retain dst.
+	PackB(dst []float32, nr, entry, p0, kc, j0, nc int)
+}
+
+// SgemmBatchedPacked computes C_i = alpha·op(A_i)·B_i + beta·C_i for
+// i = 0 … batch−1 as SgemmBatched does (A_i at a[i·strideA:], strideA 0
+// sharing one A; C_i at c[i·strideC:]), with each B_i (k×n) given by
+// pb.PackB instead of a matrix. The sums are taken in the same order as
+// SgemmBatched's for the materialised B (same bits) whenever that takes
+// neither the split along k nor the transposed entries (kChunks,
+// swapEntry: long thin or very small products), which this form never
+// takes. When alpha is 0, pb is not called; when beta is 0, C is not
+// read. It panics on inconsistent arguments, like Sgemm.
+func SgemmBatchedPacked(transA bool, m, n, k int, alpha float32, a []float32, lda, strideA int,
+	pb BPacker, beta float32, c []float32, ldc, strideC int, batch int) {
+	if m < 0 || n < 0 || k < 0 || batch < 0 || strideA < 0 || strideC < 0 {
+		panic(fmt.Sprintf("gemm: negative size (m=%d n=%d k=%d batch=%d strides %d %d)", m, n, k, batch, strideA, strideC))
+	}
+	if m == 0 || n == 0 || batch == 0 {
+		return
+	}
+	if pb == nil {
+		panic("gemm: nil BPacker")
+	}
+	if transA {
+		checkOperand("a", a, k, m, lda, strideA, batch)
+	} else {
+		checkOperand("a", a, m, k, lda, strideA, batch)
+	}
+	checkOperand("c", c, m, n, ldc, strideC, batch)
+	if batch > 1 && strideC < (m-1)*ldc+n {
+		panic(fmt.Sprintf("gemm: strideC %d makes the C matrices overlap (each spans %d)", strideC, (m-1)*ldc+n))
+	}
+	if alpha == 0 || k == 0 {
+		for i := 0; i < batch; i++ {
+			scaleC(m, n, beta, c[i*strideC:], ldc)
+		}
+		return
+	}
+	kr := active.Load()
+	j := jobs.get()
+	j.p = problem{kr: kr, transA: transA, m: m, n: n, k: k, alpha: alpha, beta: beta,
+		a: a, lda: lda, c: c, ldc: ldc, packer: pb}
+	j.batch, j.strideA, j.strideB, j.strideC = batch, strideA, 0, strideC
+	j.kChunks, j.swapEntries = 0, false
+	q := &j.p
+	countA := batch
+	if strideA == 0 {
+		countA = 1
+	}
+	q.inPlaceA = transA && inPlace(kr, lda, k, countA)
+	q.kc = kcFor(kr, k)
+	var shared *[]float32
+	if batch > 1 && strideA == 0 {
+		shared = sharedBufs.get()
+		mp := roundUp(m, kr.mr)
+		if cap(*shared) < mp*k {
+			*shared = make([]float32, mp*k)
+		}
+		q.pa = (*shared)[:mp*k]
+		for pc := 0; pc < k; pc += q.kc {
+			packA(q.pa[pc*mp:], kr, a, lda, transA, 0, m, pc, min(q.kc, k-pc))
+		}
+	}
+	flops := 2 * float64(m) * float64(n) * float64(k)
+	threads := poolSize()
+	j.parts, j.byBatch, j.serial = 1, false, threads == 1
 	switch {
 	case threads == 1 || flops*float64(batch) < parallelFlops:
 	case batch >= threads && flops < batchSplitFlops:
-		j.parts, j.byBatch = threads, true
+		j.parts, j.byBatch = min(batch, batchParts*threads), true
 	default:
-		j.splitM, j.parts = j.p.split(threads)
+		j.splitM, j.parts = q.split(threads)
 	}
 	j.run()
 	if shared != nil {
@@ -140,10 +286,137 @@ func SgemmBatched(transA, transB bool, m, n, k int, alpha float32, a []float32, 
 	j.release()
 }
 
+// kcFor is the depth of the packed blocks for a product of depth k:
+// blocks of equal size (k = 784 with kc 256: four blocks of 196, not
+// 256, 256, 256 and a thin 16, each of which costs a pass over C).
+func kcFor(kr *kernel, k int) int {
+	blocks := (k + kr.kc - 1) / kr.kc
+	return (k + blocks - 1) / blocks
+}
+
+// swapEntry reports whether an m×n product is computed as Cᵀ in scratch
+// and merged transposed: when it is small (swapMaxFloats) and Cᵀ has at
+// least a quarter less padded work (swapCost).
+func swapEntry(kr *kernel, m, n int) bool {
+	return !kr.noSwap && m*n <= swapMaxFloats && 4*swapCost(kr, n, m) <= 3*swapCost(kr, m, n)
+}
+
+// sgemmChunked computes one product split along k (see kChunks): the
+// chunks' partial products (as Cᵀ when swapCost says so) go to scratch,
+// the goroutines taking chunks in turn, and are then summed in order.
+func sgemmChunked(kr *kernel, chunks int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int,
+	b []float32, ldb int, beta float32, c []float32, ldc int) {
+	j := jobs.get()
+	j.p = problem{kr: kr, transA: transA, transB: transB, m: m, n: n, k: k,
+		alpha: 1, beta: 0, a: a, lda: lda, b: b, ldb: ldb}
+	j.batch, j.strideA, j.strideB, j.strideC = 1, 0, 0, 0
+	j.kChunks, j.parts, j.byBatch, j.swapEntries = chunks, chunks, false, false
+	j.serial = poolSize() == 1
+	// The partial products are scratch, so they may as well be Cᵀ =
+	// op(B)ᵀ·op(A)ᵀ when that has fewer padded columns (a weight gradient
+	// with 9 columns).
+	q := &j.p
+	if j.swapped = swapCost(kr, n, m) < swapCost(kr, m, n); j.swapped {
+		q.transA, q.transB = !transB, !transA
+		q.m, q.n = n, m
+		q.a, q.lda, q.b, q.ldb = b, ldb, a, lda
+	}
+	q.inPlaceA = q.transA && inPlace(kr, q.lda, k, 1)
+	q.inPlaceB = !q.transB && inPlace(kr, q.ldb, k, 1)
+	partial := partials.get()
+	if need := chunks * m * n; cap(*partial) < need {
+		*partial = make([]float32, need)
+	}
+	j.partial = (*partial)[:chunks*m*n]
+	j.run()
+	sumChunks(j.partial, chunks, m, n, j.swapped, alpha, beta, c, ldc)
+	j.partial = nil
+	partials.put(partial)
+	j.release()
+}
+
+// Splitting along k: a product whose depth is at least kChunkMin·2 is cut
+// into k/kChunkMin chunks, rounded down to an even count (two cores take
+// even shares) and at most kChunkMax, when their partial products (m·n
+// each) stay small (kChunkMaxFloats in all), the output is thin beside
+// the depth (m·n·kChunkRatio ≤ (m+n)·k, so that the extra pass over the
+// partials costs little beside the packing) and the product is worth
+// splitting at all (parallelFlops).
+const (
+	kChunkMin       = 4096
+	kChunkMax       = 8
+	kChunkMaxFloats = 1 << 20
+	kChunkRatio     = 4
+)
+
+// kChunks is how many chunks along k the product is cut into (0 or 1:
+// none). It depends on the shape alone, never on the number of
+// goroutines, so that the sums are the same on any of them. Where the
+// columns make an even number of nr-wide slivers, or many, the split by
+// tiles along n already shares the work evenly and the chunks' extra
+// pass costs more than it saves (the CNN's 64×576×12544 weight gradient:
+// 8% slower split along k; 32×288×50176, 9 slivers: faster).
+func kChunks(kr *kernel, m, n, k int) int {
+	if kr.noKSplit || 2*float64(m)*float64(n)*float64(k) < 2*parallelFlops {
+		return 0
+	}
+	c := min(kChunkMax, k/kChunkMin) &^ 1
+	if sl := (n + kr.nr - 1) / kr.nr; sl%2 == 0 || sl >= 16 {
+		return 0
+	}
+	if c < 2 || c*m*n > kChunkMaxFloats || kChunkRatio*m*n > (m+n)*k {
+		return 0
+	}
+	return c
+}
+
+// swapCost is the work of an m×n product in multiply-adds per step of
+// k: whole nr-wide column slivers, and rows rounded to mr unless the
+// kernel has edge kernels for short tiles.
+func swapCost(kr *kernel, m, n int) int {
+	if kr.edge == nil {
+		m = roundUp(m, kr.mr)
+	}
+	return m * roundUp(n, kr.nr)
+}
+
+// kChunkRange is the depth range [k0, k1) of chunk t of c.
+func kChunkRange(k, c, t int) (k0, k1 int) { return t * k / c, (t + 1) * k / c }
+
+// sumChunks sets C = alpha·Σ_t P_t + beta·C (C not read when beta is 0),
+// the partial products P_t (m×n, dense, chunk t at t·m·n; n×m, their
+// transposes, when swapped) added in order t = 0, 1, ….
+func sumChunks(partial []float32, chunks, m, n int, swapped bool, alpha, beta float32, c []float32, ldc int) {
+	mn := m * n
+	for i := 0; i < m; i++ {
+		row := c[i*ldc : i*ldc+n]
+		for j := range row {
+			e, step := i*n+j, 0 // element (i, j) of P_0
+			if swapped {
+				e = j*m + i
+			}
+			s := partial[e]
+			for t := 1; t < chunks; t++ {
+				step += mn
+				s += partial[step+e]
+			}
+			if beta == 0 {
+				row[j] = alpha * s
+			} else {
+				row[j] = alpha*s + beta*row[j]
+			}
+		}
+	}
+}
+
 // parallelFlops is the smallest total work (2·m·n·k·batch) worth handing
 // to other goroutines: about 10 µs on one core, several times the cost of
 // waking a worker.
 const parallelFlops = 1 << 21
+
+// batchParts is how many parts per goroutine a batch split by entry is
+// cut into.
+const batchParts = 4
 
 // batchSplitFlops: products smaller than this (about 0.3 ms on one core)
 // are spread over goroutines by batch entry rather than split in tiles.
@@ -160,30 +433,33 @@ func checkArgs(transA, transB bool, m, n, k int, a []float32, lda, strideA int, 
 	if m == 0 || n == 0 || batch == 0 {
 		return
 	}
-	need := func(name string, s []float32, rows, cols, ld, stride int) {
-		if ld < max(cols, 1) {
-			panic(fmt.Sprintf("gemm: leading dimension of %s is %d, less than its width %d", name, ld, cols))
-		}
-		if rows == 0 || cols == 0 {
-			return
-		}
-		if n := (batch-1)*stride + (rows-1)*ld + cols; len(s) < n {
-			panic(fmt.Sprintf("gemm: %s has %d elements, needs %d", name, len(s), n))
-		}
-	}
 	if transA {
-		need("a", a, k, m, lda, strideA)
+		checkOperand("a", a, k, m, lda, strideA, batch)
 	} else {
-		need("a", a, m, k, lda, strideA)
+		checkOperand("a", a, m, k, lda, strideA, batch)
 	}
 	if transB {
-		need("b", b, n, k, ldb, strideB)
+		checkOperand("b", b, n, k, ldb, strideB, batch)
 	} else {
-		need("b", b, k, n, ldb, strideB)
+		checkOperand("b", b, k, n, ldb, strideB, batch)
 	}
-	need("c", c, m, n, ldc, strideC)
+	checkOperand("c", c, m, n, ldc, strideC, batch)
 	if batch > 1 && strideC < (m-1)*ldc+n {
 		panic(fmt.Sprintf("gemm: strideC %d makes the C matrices overlap (each spans %d)", strideC, (m-1)*ldc+n))
+	}
+}
+
+// checkOperand panics unless batch matrices of rows×cols, leading
+// dimension ld, stride elements apart, lie inside s.
+func checkOperand(name string, s []float32, rows, cols, ld, stride, batch int) {
+	if ld < max(cols, 1) {
+		panic(fmt.Sprintf("gemm: leading dimension of %s is %d, less than its width %d", name, ld, cols))
+	}
+	if rows == 0 || cols == 0 {
+		return
+	}
+	if n := (batch-1)*stride + (rows-1)*ld + cols; len(s) < n {
+		panic(fmt.Sprintf("gemm: %s has %d elements, needs %d", name, len(s), n))
 	}
 }
 
@@ -220,6 +496,13 @@ type problem struct {
 	c              []float32
 	ldc            int
 	pa, pb         []float32
+	// inPlaceA, inPlaceB: a transposed A or a plain B may be read where
+	// it lies when the product is thin enough (see inPlace, directMaxM).
+	inPlaceA, inPlaceB bool
+	// packer, when set, gives B (see SgemmBatchedPacked): entry is the
+	// batch entry the problem computes.
+	packer BPacker
+	entry  int
 }
 
 // packCost is what packing one element costs, in multiply-adds: about a
@@ -247,10 +530,10 @@ func (p *problem) split(t int) (alongM bool, parts int) {
 			rows, cols = span, p.n
 		}
 		work := float64(roundUp(rows, kr.mr)) * float64(roundUp(cols, kr.nr)) * k
-		if p.pa == nil && !(p.transA && cols <= directMaxN && p.lda%1024 != 0) {
+		if p.pa == nil && !(p.inPlaceA && cols <= directMaxN) {
 			work += packCost * float64(rows) * k
 		}
-		if p.pb == nil && !(!p.transB && rows <= directMaxM && p.ldb%1024 != 0) {
+		if p.pb == nil && !(p.inPlaceB && rows <= directMaxM) {
 			work += packCost * float64(cols) * k
 		}
 		return work, parts
@@ -280,6 +563,19 @@ type job struct {
 	// the late helper finds none left.
 	next, done, refs atomic.Int32
 	fin              chan struct{}
+	// kChunks > 0: part t computes the partial product of depth chunk t
+	// (kChunkRange) into partial[t·m·n:], dense, with alpha 1 and beta 0.
+	kChunks int
+	partial []float32
+	swapped bool // the chunks compute Cᵀ (p is the transposed problem)
+	// swapEntries: p (and strideA, strideB) is the transposed problem,
+	// computed entry by entry into scratch and merged into c0 as
+	// C = alpha0·Tᵀ + beta0·C.
+	swapEntries   bool
+	c0            []float32
+	ldc0          int
+	alpha0, beta0 float32
+	serial        bool // one goroutine: the caller runs every part
 }
 
 // freeList is a stack of reusable T, shared by all goroutines. Unlike a
@@ -311,6 +607,7 @@ func (f *freeList[T]) put(x *T) {
 var (
 	jobs       freeList[job]
 	sharedBufs freeList[[]float32] // whole packed shared operands
+	partials   freeList[[]float32] // partial products of the chunks along k
 	scratches  freeList[scratch]
 )
 
@@ -318,8 +615,10 @@ var (
 // returns when all are done.
 func (j *job) run() {
 	j.refs.Store(1)
-	if j.parts == 1 {
-		j.part(0)
+	if j.parts == 1 || j.serial {
+		for t := 0; t < j.parts; t++ {
+			j.part(t)
+		}
 		return
 	}
 	startPool()
@@ -368,6 +667,25 @@ func (j *job) part(t int) {
 	b0, b1 := 0, j.batch
 	i0, i1, j0, j1 := 0, p.m, 0, p.n
 	switch {
+	case j.kChunks > 0:
+		k0, k1 := kChunkRange(p.k, j.kChunks, t)
+		q := p
+		q.k = k1 - k0
+		q.kc = kcFor(p.kr, q.k)
+		q.alpha, q.beta = 1, 0
+		q.c, q.ldc = j.partial[t*p.m*p.n:(t+1)*p.m*p.n], p.n
+		if p.transA {
+			q.a = p.a[k0*p.lda:]
+		} else {
+			q.a = p.a[k0:]
+		}
+		if p.transB {
+			q.b = p.b[k0:]
+		} else {
+			q.b = p.b[k0*p.ldb:]
+		}
+		s.compute(&q, 0, p.m, 0, p.n)
+		return
 	case j.parts == 1:
 	case j.byBatch:
 		b0, b1 = t*j.batch/j.parts, (t+1)*j.batch/j.parts
@@ -378,20 +696,57 @@ func (j *job) part(t int) {
 		sl := (p.n + p.kr.nr - 1) / p.kr.nr
 		j0, j1 = t*sl/j.parts*p.kr.nr, min(p.n, (t+1)*sl/j.parts*p.kr.nr)
 	}
+	if j.swapEntries {
+		mn := p.m * p.n
+		if len(s.sw) < mn {
+			s.sw = make([]float32, mn)
+		}
+		for bi := b0; bi < b1; bi++ {
+			q := p
+			q.a, q.b = p.a[bi*j.strideA:], p.b[bi*j.strideB:]
+			q.c, q.ldc = s.sw[:mn], p.n
+			s.compute(&q, 0, p.m, 0, p.n)
+			mergeT(j.c0[bi*j.strideC:], j.ldc0, s.sw[:mn], p.n, p.m, j.alpha0, j.beta0)
+		}
+		return
+	}
 	for bi := b0; bi < b1; bi++ {
 		q := p
 		if bi > 0 {
 			q.a = p.a[bi*j.strideA:]
-			q.b = p.b[bi*j.strideB:]
+			if p.packer == nil {
+				q.b = p.b[bi*j.strideB:]
+			}
 			q.c = p.c[bi*j.strideC:]
 		}
+		q.entry = bi
 		s.compute(&q, i0, i1, j0, j1)
 	}
 }
 
-// scratch is one goroutine's packing space: an A block, a B block and a
-// temporary tile for edges.
+// mergeT sets C = alpha·Tᵀ + beta·C (C not read when beta is 0) for the
+// m×n matrix C, T dense n×m.
+func mergeT(c []float32, ldc int, t []float32, m, n int, alpha, beta float32) {
+	for i := 0; i < m; i++ {
+		row := c[i*ldc : i*ldc+n]
+		for j := range row {
+			v := alpha * t[j*m+i]
+			if beta != 0 {
+				v = alpha*t[j*m+i] + beta*row[j]
+			}
+			row[j] = v
+		}
+	}
+}
+
+// swapMaxFloats bounds the products computed transposed entry by entry
+// (m·n, the scratch each goroutine holds for one).
+const swapMaxFloats = 1 << 13
+
+// scratch is one goroutine's packing space: an A block, a B block, a
+// temporary tile for edges and one transposed product (swapEntries).
 type scratch struct {
+	sw      []float32
 	a, b, t []float32
 }
 
@@ -419,18 +774,36 @@ func getScratch(kr *kernel) *scratch {
 // with its leading dimension as the sliver stride. Partial edge slivers
 // are still packed (zero-padded). Leading dimensions that are a multiple
 // of 4 KiB would map every step to the same L1 set, so they are packed.
+// So is a cold operand (larger in all than directHotBytes, more than
+// the L2 holds) whose steps lie more than directMaxStride bytes apart:
+// Intel's L2 stride prefetcher follows strides up to 2 KiB, and past it
+// every step of the kernel waits on memory (the CNN's 32×784×288
+// forward product over a batch ran at half the speed of packing, whose
+// row-by-row copy the streamer prefetches).
 const (
-	directMaxM = 96  // rows of C up to which plain B is read in place
-	directMaxN = 128 // columns of C up to which a transposed A is read in place
+	directMaxM      = 96  // rows of C up to which plain B is read in place
+	directMaxN      = 128 // columns of C up to which a transposed A is read in place
+	directMaxStride = 2048
+	directHotBytes  = 2 << 20
 )
+
+// inPlace reports whether an operand laid out as the kernel reads it
+// (rows steps of ld elements, count distinct matrices of them) may be
+// read in place (see directMaxM).
+func inPlace(kr *kernel, ld, rows, count int) bool {
+	if kr.noDirect || ld%1024 == 0 {
+		return false
+	}
+	return 4*ld <= directMaxStride || 4*float64(ld)*float64(rows)*float64(count) <= directHotBytes
+}
 
 // compute computes rows [i0, i1) × columns [j0, j1) of C (i0 a multiple of
 // mr and j0 of nr) on this goroutine.
 func (s *scratch) compute(p *problem, i0, i1, j0, j1 int) {
 	kr := p.kr
 	mp, np := roundUp(p.m, kr.mr), roundUp(p.n, kr.nr)
-	directA := p.transA && p.pa == nil && j1-j0 <= directMaxN && p.lda%1024 != 0
-	directB := !p.transB && p.pb == nil && i1-i0 <= directMaxM && p.ldb%1024 != 0
+	directA := p.inPlaceA && p.pa == nil && j1-j0 <= directMaxN
+	directB := p.inPlaceB && p.pb == nil && i1-i0 <= directMaxM
 	for jc := j0; jc < j1; jc += kr.nc {
 		nc := min(kr.nc, j1-jc)
 		for pc := 0; pc < p.k; pc += p.kc {
@@ -445,16 +818,19 @@ func (s *scratch) compute(p *problem, i0, i1, j0, j1 int) {
 			switch {
 			case p.pb != nil:
 				bp = p.pb[pc*np+jc*kc:]
+			case p.packer != nil:
+				bp = s.b[:roundUp(nc, kr.nr)*kc]
+				p.packer.PackB(bp, kr.nr, p.entry, pc, kc, jc, nc)
 			case directB:
 				// Pack only the partial last sliver, at its place in s.b.
 				if rem := nc % kr.nr; rem != 0 {
 					last := nc - rem
-					packB(s.b[last*kc:], kr.nr, p.b, p.ldb, false, jc+last, rem, pc, kc)
+					packB(s.b[last*kc:], kr, p.b, p.ldb, false, jc+last, rem, pc, kc)
 				}
 				bp = s.b
 			default:
 				bp = s.b
-				packB(bp, kr.nr, p.b, p.ldb, p.transB, jc, nc, pc, kc)
+				packB(bp, kr, p.b, p.ldb, p.transB, jc, nc, pc, kc)
 			}
 			for ic := i0; ic < i1; ic += kr.mc {
 				mc := min(kr.mc, i1-ic)
@@ -465,12 +841,12 @@ func (s *scratch) compute(p *problem, i0, i1, j0, j1 int) {
 				case directA:
 					if rem := mc % kr.mr; rem != 0 {
 						last := mc - rem
-						packA(s.a[last*kc:], kr.mr, p.a, p.lda, true, ic+last, rem, pc, kc)
+						packA(s.a[last*kc:], kr, p.a, p.lda, true, ic+last, rem, pc, kc)
 					}
 					ap = s.a
 				default:
 					ap = s.a
-					packA(ap, kr.mr, p.a, p.lda, p.transA, ic, mc, pc, kc)
+					packA(ap, kr, p.a, p.lda, p.transA, ic, mc, pc, kc)
 				}
 				s.macro(p, ap, bp, directA, directB, ic, mc, jc, nc, pc, kc, beta, loadC)
 			}
@@ -503,6 +879,12 @@ func (s *scratch) macro(p *problem, ap, bp []float32, directA, directB bool, ic,
 				fn(kc, as, bs, &c[off], ldc, alpha, beta, loadC, sa, sb)
 				continue
 			}
+			if kr.edge != nil {
+				// Edge tile straight into C: a kernel for its rows,
+				// masked stores for its columns.
+				kr.edge[rows-1](kc, as, bs, &c[off], ldc, alpha, beta, loadC, sa, sb, 1<<cols-1)
+				continue
+			}
 			// Edge tile: compute the whole padded tile into s.t, then
 			// merge the part inside C.
 			t := s.t[:mr*nr]
@@ -527,7 +909,14 @@ func (s *scratch) macro(p *problem, ap, bp []float32, directA, directB bool, ic,
 // packA packs rows [i0, i0+mc) × depth [p0, p0+kc) of op(A) into dst as
 // mr-row slivers (sliver s at dst[s·mr·kc:], element (i, p) at
 // [p·mr+i]), the last sliver zero-padded to mr rows.
-func packA(dst []float32, mr int, a []float32, lda int, trans bool, i0, mc, p0, kc int) {
+func packA(dst []float32, kr *kernel, a []float32, lda int, trans bool, i0, mc, p0, kc int) {
+	mr := kr.mr
+	if trans && !kr.sliverPack {
+		// op(A)(i, p) = a[p·lda + i]: row p of the stored block goes to
+		// step p of every sliver.
+		packRows(kr.copyA, dst, mr, a, lda, p0*lda+i0, mc, kc)
+		return
+	}
 	for s := 0; s*mr < mc; s++ {
 		rows := min(mr, mc-s*mr)
 		d := dst[s*mr*kc : (s+1)*mr*kc]
@@ -544,14 +933,21 @@ func packA(dst []float32, mr int, a []float32, lda int, trans bool, i0, mc, p0, 
 		}
 		// op(A)(i, p) = a[i·lda + p]: a transpose, rows scattered with
 		// stride mr.
-		scatter(d, mr, a, lda, ib*lda+p0, rows, kc)
+		scatter(kr.trans, d, mr, a, lda, ib*lda+p0, rows, kc)
 	}
 }
 
 // packB packs depth [p0, p0+kc) × columns [j0, j0+nc) of op(B) into dst
 // as nr-column slivers (sliver s at dst[s·nr·kc:], element (p, j) at
 // [p·nr+j]), the last sliver zero-padded to nr columns.
-func packB(dst []float32, nr int, b []float32, ldb int, trans bool, j0, nc, p0, kc int) {
+func packB(dst []float32, kr *kernel, b []float32, ldb int, trans bool, j0, nc, p0, kc int) {
+	nr := kr.nr
+	if !trans && !kr.sliverPack {
+		// op(B)(p, j) = b[p·ldb + j]: row p of the stored block goes to
+		// step p of every sliver.
+		packRows(kr.copyB, dst, nr, b, ldb, p0*ldb+j0, nc, kc)
+		return
+	}
 	for s := 0; s*nr < nc; s++ {
 		cols := min(nr, nc-s*nr)
 		d := dst[s*nr*kc : (s+1)*nr*kc]
@@ -568,34 +964,95 @@ func packB(dst []float32, nr int, b []float32, ldb int, trans bool, j0, nc, p0, 
 		}
 		// op(B)(p, j) = b[j·ldb + p]: a transpose, columns scattered with
 		// stride nr.
-		scatter(d, nr, b, ldb, jb*ldb+p0, cols, kc)
+		scatter(kr.trans, d, nr, b, ldb, jb*ldb+p0, cols, kc)
+	}
+}
+
+// packRows packs kc rows of n elements (row p at src[o+p·ld:]) into
+// w-wide slivers: element j of row p goes to dst[(j/w)·w·kc + p·w + j%w],
+// the last sliver zero-padded to w. It reads each row once, in order, so
+// that the hardware prefetcher streams a cold operand (reading sliver by
+// sliver walks the rows with a stride past what it follows). cp, when
+// set, copies a row's whole slivers (one call a row instead of one
+// memmove a sliver).
+func packRows(cp copyKernel, dst []float32, w int, src []float32, ld, o, n, kc int) {
+	full := n / w * w
+	for p := 0; p < kc; p++ {
+		row := src[o+p*ld : o+p*ld+n]
+		d := dst[p*w:]
+		j := 0
+		if cp != nil && full > 0 {
+			// The kernel reads row[:full] and writes d[i·w·kc : i·w·kc+w]
+			// for i < full/w.
+			_ = d[(full/w-1)*w*kc+w-1]
+			cp(&d[0], w*kc, &row[0], full/w)
+			j = full
+		}
+		for ; j < full; j += w {
+			copy(d[j*kc:j*kc+w], row[j:j+w])
+		}
+		if j < n {
+			t := d[j*kc : j*kc+w]
+			copy(t, row[j:])
+			clear(t[n-j:])
+		}
 	}
 }
 
 // scatter transposes: d[p·w+r] = src[o + r·ld + p] for r < rows, p < kc,
-// and d[p·w+r] = 0 for rows ≤ r < w. Four source rows go at once, so
-// each step writes four neighbouring elements.
-func scatter(d []float32, w int, src []float32, ld, o, rows, kc int) {
+// and d[p·w+r] = 0 for rows ≤ r < w. With transposing kernels (tr, see
+// transKernel) whole 16-step blocks go 16 rows at a time through them,
+// the rest through scatterGo.
+func scatter(tr []transKernel, d []float32, w int, src []float32, ld, o, rows, kc int) {
 	d = d[:w*kc]
+	p0 := 0
+	if tr != nil && kc >= 16 {
+		blocks := kc / 16
+		p0 = blocks * 16
+		for r0 := 0; r0 < w; r0 += 16 {
+			lanes := min(16, w-r0)
+			nr := min(16, rows-r0)
+			if nr <= 0 {
+				for p := 0; p < p0; p++ {
+					clear(d[p*w+r0 : p*w+r0+lanes])
+				}
+				continue
+			}
+			// The kernel reads rows r0 … r0+nr−1 of src up to step p0 and
+			// writes lanes r0 … r0+lanes−1 of d's first p0 rows.
+			_ = src[o+(r0+nr-1)*ld+p0-1]
+			_ = d[(p0-1)*w+r0+lanes-1]
+			tr[nr-1](&d[r0], w, &src[o+r0*ld], ld, blocks, 1<<lanes-1)
+		}
+	}
+	if p0 < kc {
+		scatterGo(d, w, src, ld, o, rows, p0, kc)
+	}
+}
+
+// scatterGo is scatter for steps p0 ≤ p < p1 in Go. Four source rows go
+// at once, so each step writes four neighbouring elements.
+func scatterGo(d []float32, w int, src []float32, ld, o, rows, p0, p1 int) {
 	r := 0
 	for ; r+4 <= rows; r += 4 {
-		s0 := src[o+r*ld : o+r*ld+kc]
-		s1 := src[o+(r+1)*ld : o+(r+1)*ld+kc]
-		s2 := src[o+(r+2)*ld : o+(r+2)*ld+kc]
-		s3 := src[o+(r+3)*ld : o+(r+3)*ld+kc]
-		for p := range s0 {
+		s0 := src[o+r*ld+p0 : o+r*ld+p1]
+		s1 := src[o+(r+1)*ld+p0 : o+(r+1)*ld+p1]
+		s2 := src[o+(r+2)*ld+p0 : o+(r+2)*ld+p1]
+		s3 := src[o+(r+3)*ld+p0 : o+(r+3)*ld+p1]
+		for i := range s0 {
+			p := p0 + i
 			q := d[p*w+r : p*w+r+4 : p*w+r+4]
-			q[0], q[1], q[2], q[3] = s0[p], s1[p], s2[p], s3[p]
+			q[0], q[1], q[2], q[3] = s0[i], s1[i], s2[i], s3[i]
 		}
 	}
 	for ; r < rows; r++ {
-		s0 := src[o+r*ld : o+r*ld+kc]
-		for p, v := range s0 {
-			d[p*w+r] = v
+		s0 := src[o+r*ld+p0 : o+r*ld+p1]
+		for i, v := range s0 {
+			d[(p0+i)*w+r] = v
 		}
 	}
 	if rows < w {
-		for p := 0; p < kc; p++ {
+		for p := p0; p < p1; p++ {
 			clear(d[p*w+rows : p*w+w])
 		}
 	}

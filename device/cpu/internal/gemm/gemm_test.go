@@ -121,7 +121,7 @@ func check(t testing.TB, c gemmCase, a, b, c0, got mat) {
 				sa += math.Abs(x * y)
 			}
 			want := float64(c.alpha) * s
-			bound := float64(c.alpha) * sa
+			bound := math.Abs(float64(c.alpha)) * sa // |alpha|: a negative one must not cancel |beta·C|
 			if c.beta != 0 {
 				want += float64(c.beta) * c0.at(i, j)
 				bound += math.Abs(float64(c.beta) * c0.at(i, j))
@@ -247,7 +247,14 @@ func TestSgemmParallelDeterministic(t *testing.T) {
 			{m: 300, n: 90, k: 300, alpha: 1, beta: 0.5},              // split along m
 			{transA: true, m: 70, n: 333, k: 290, alpha: -1, beta: 0}, // split along n
 			{transB: true, m: 129, n: 127, k: 257, alpha: 2, beta: 1, pad: 1},
+			{transB: true, m: 9, n: 12, k: 25000, alpha: 1, beta: 0, nanC: true}, // split along k: 8 chunks
+			{transA: true, m: 33, n: 11, k: 9000, alpha: -0.5, beta: 2, pad: 2},  // 2 chunks of Cᵀ (swapCost), in place
+			{transB: true, m: 32, n: 9, k: 17000, alpha: 1, beta: 0.5},           // chunks of Cᵀ
+			{m: 45, n: 10, k: 9000, alpha: 2, beta: 0, pad: 1, nanC: true},       // the same, plain operands
 		} {
+			if c.k > 4096 && kChunks(active.Load(), c.m, c.n, c.k) < 2 {
+				t.Fatalf("%v: not split along k (kChunks %d): the case tests nothing new", c, kChunks(active.Load(), c.m, c.n, c.k))
+			}
 			a, b, cm := c.operands(r)
 			c0 := mat{rows: cm.rows, cols: cm.cols, ld: cm.ld, d: append([]float32(nil), cm.d...)}
 			var results [][]float32
@@ -293,7 +300,16 @@ func TestSgemmBatched(t *testing.T) {
 			{gemmCase{transA: true, transB: true, m: 200, n: 120, k: 270, alpha: 1, beta: 0}, 3, true, false, 0, 2}, // tile split, shared A
 			{gemmCase{m: 64, n: 784, k: 288, alpha: 1, beta: 0}, 3, true, false, 0, 3},
 			{gemmCase{m: 9, n: 9, k: 9, alpha: 1, beta: 0.5}, 4, true, true, 2, 2},
+			// Entries computed as Cᵀ (swapEntry), shared or not, and split
+			// along k (kChunks): each must still be the lone product's bits.
+			{gemmCase{transB: true, m: 32, n: 9, k: 50, alpha: 1, beta: 0, nanC: true}, 7, false, false, 1, 2},
+			{gemmCase{m: 30, n: 5, k: 40, alpha: -2, beta: 0.5}, 5, true, false, 0, 3},
+			{gemmCase{transA: true, m: 31, n: 7, k: 20, alpha: 1, beta: 1}, 3, false, true, 2, 1},
+			{gemmCase{transB: true, m: 9, n: 12, k: 25000, alpha: 1, beta: 0.5}, 2, true, false, 0, 2},
 		} {
+			if x.c.k > 4096 && kChunks(active.Load(), x.c.m, x.c.n, x.c.k) < 2 {
+				t.Fatalf("%v: not split along k: the case tests nothing new", x.c)
+			}
 			c := x.c
 			a1, b1, c1 := c.operands(r)
 			sa, sb := len(a1.d)+1, len(b1.d)+2
@@ -414,14 +430,22 @@ func TestSetKernel(t *testing.T) {
 }
 
 // TestNoAllocs: a product in steady state allocates nothing, single and
-// split over goroutines, batched with a shared operand too.
+// split over goroutines, batched with a shared operand too, with B given
+// by a packer, and on the paths of small transposed entries (32×9) and
+// of chunks along k.
 func TestNoAllocs(t *testing.T) {
-	for _, s := range [][3]int{{20, 30, 40}, {256, 256, 256}} {
+	kr := active.Load()
+	if !swapEntry(kr, 32, 9) && kr.edge != nil || kChunks(kr, 9, 12, 25000) < 2 {
+		t.Fatal("the 32×9 and 9×12×25000 cases no longer take the paths they are here for")
+	}
+	for _, s := range [][3]int{{20, 30, 40}, {256, 256, 256}, {32, 9, 50}, {9, 12, 25000}} {
 		m, n, k := s[0], s[1], s[2]
 		a, b, c := make([]float32, m*k*3), make([]float32, k*n), make([]float32, m*n*3)
+		pk := &matPacker{b: b, k: k, n: n, ld: n}
 		f := func() {
 			Sgemm(false, true, m, n, k, 1, a, k, b, k, 0, c, n)
 			SgemmBatched(false, false, m, n, k, 1, a, k, m*k, b, n, 0, 1, c, n, m*n, 3)
+			SgemmBatchedPacked(false, m, n, k, 1, a, k, 0, pk, 0, c, n, m*n, 3)
 		}
 		// AllocsPerRun runs with GOMAXPROCS 1; two parts still go through
 		// the pool. A helper that has not run yet keeps its job, so the

@@ -15,6 +15,22 @@ import (
 // transposed A, a plain B) instead of a packed copy.
 type microKernel func(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC, sa, sb int)
 
+// edgeKernel is a microKernel for the first rows of the tile only, which
+// reads and writes only the columns j of C whose bit j of mask is set: an
+// edge tile goes straight into C (no temporary tile, no merge). Its A
+// sliver keeps the full kernel's layout (sa ≥ mr).
+type edgeKernel func(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC, sa, sb int, mask uint64)
+
+// transKernel transposes blocks×16 columns of r source rows (the kernel's
+// trans[r-1]; s row-major with leading dimension ls) into 16-lane rows of
+// d (leading dimension ld): d[p·ld + i] = s[i·ls + p] for i < r, 0 for
+// r ≤ i < 16, writing only the lanes i set in mask.
+type transKernel func(d *float32, ld int, s *float32, ls int, blocks int, mask uint64)
+
+// copyKernel copies count pieces of a sliver's width w from one row,
+// piece i from s[w·i:], to d[i·ld:].
+type copyKernel func(d *float32, ld int, s *float32, count int)
+
 // kernel is a micro-kernel with the blocking it is tuned for.
 type kernel struct {
 	name   string
@@ -24,6 +40,26 @@ type kernel struct {
 	// L1 while the A slivers stream past), mc the rows of a packed A block
 	// (mc×kc stays in L2), nc the columns of a packed B block (kc×nc, L3).
 	kc, mc, nc int
+	// edge[r-1] computes an edge tile of r rows in place (nil: edge tiles
+	// go through a temporary tile and a merge); trans[r-1] is the
+	// transposing copy of r ≤ 16 rows that packing uses (nil: scalar).
+	edge  []edgeKernel
+	trans []transKernel
+	// copyA and copyB copy pieces of mr and nr floats of one row into
+	// consecutive slivers (see copyKernel; nil: Go).
+	copyA, copyB copyKernel
+	// noDirect turns off reading operands in place (see directMaxM): a
+	// knob for benchmarks that compare the two.
+	noDirect bool
+	// sliverPack packs the operands stored along m or n sliver by
+	// sliver (the former order; a benchmark knob).
+	sliverPack bool
+	// noKSplit turns off the split along k (see kChunks): a benchmark
+	// knob.
+	noKSplit bool
+	// noSwap turns off computing small batched products transposed
+	// (see swapMaxFloats): a benchmark knob.
+	noSwap bool
 }
 
 // kernels lists the micro-kernels this CPU can run, best first; the

@@ -23,12 +23,15 @@ type Kernel struct {
 	MR, NR int    // tile shape
 	Unroll int    // steps of p per loop iteration
 	Zero   string // instruction that zeroes a register with itself
+	// Masked kernels (AVX-512) also get edge variants NameEdge1 …
+	// NameEdgeMR, one per tile height, storing the columns of a bit mask.
+	Masked bool
 }
 
 // Kernels are the micro-kernels of kernel_amd64.s.
 var Kernels = []Kernel{
 	{Name: "kernAVX2", Reg: "Y", Lanes: 8, MR: 6, NR: 16, Unroll: 4, Zero: "VXORPS"},
-	{Name: "kernAVX512", Reg: "Z", Lanes: 16, MR: 12, NR: 32, Unroll: 4, Zero: "VPXORD"},
+	{Name: "kernAVX512", Reg: "Z", Lanes: 16, MR: 12, NR: 32, Unroll: 4, Zero: "VPXORD", Masked: true},
 }
 
 // Generate returns the text of kernel_amd64.s.
@@ -41,14 +44,81 @@ func Generate() []byte {
 #include "textflag.h"
 `)
 	for _, k := range Kernels {
-		gen(&w, k)
+		gen(&w, k, k.Name, k.MR, k.NR/k.Lanes, false)
+	}
+	for _, k := range Kernels {
+		if !k.Masked {
+			continue
+		}
+		for rows := 1; rows <= k.MR; rows++ {
+			gen(&w, k, fmt.Sprintf("%sEdge%d", k.Name, rows), rows, k.NR/k.Lanes, true)
+		}
+	}
+	for rows := 1; rows <= 16; rows++ {
+		genTranspose(&w, rows)
+	}
+	for _, width := range []int{12, 32} {
+		genCopy(&w, width)
 	}
 	return w.Bytes()
 }
 
-func gen(w *bytes.Buffer, k Kernel) {
-	v := k.NR / k.Lanes // vectors per row of the tile
-	vb := k.Lanes * 4   // bytes per vector
+// genCopy writes copyAVX512W<width>, the AVX-512 copy that packing uses
+// for the operands stored along m or n (a plain B, a transposed A): one
+// row of the stored block into step p of consecutive slivers.
+func genCopy(w *bytes.Buffer, width int) {
+	name := fmt.Sprintf("copyAVX512W%d", width)
+	p := func(format string, args ...any) { fmt.Fprintf(w, "\t"+format+"\n", args...) }
+	fmt.Fprintf(w, `
+// func %[1]s(d *float32, ld int, s *float32, count int)
+//
+// %[1]s copies count pieces of %[2]d floats, piece i from s[%[2]d·i:] (one
+// contiguous row) to d[i·ld:] (step p of sliver i).
+TEXT ·%[1]s(SB), NOSPLIT, $0-32
+`, name, width)
+	p("MOVQ d+0(FP), DI")
+	p("MOVQ ld+8(FP), R8")
+	p("SHLQ $2, R8")
+	p("MOVQ s+16(FP), SI")
+	p("MOVQ count+24(FP), CX")
+	vecs := (width + 15) / 16
+	if width%16 != 0 {
+		p("MOVQ $%#x, AX", 1<<(width%16)-1)
+		p("KMOVW AX, K1")
+	}
+	p("TESTQ CX, CX")
+	p("JEQ %s_done", name)
+	fmt.Fprintf(w, "%s_loop:\n", name)
+	for v := 0; v < vecs; v++ {
+		if v == vecs-1 && width%16 != 0 {
+			p("VMOVUPS.Z %d(SI), K1, Z%d", 64*v, v)
+		} else {
+			p("VMOVUPS %d(SI), Z%d", 64*v, v)
+		}
+	}
+	for v := 0; v < vecs; v++ {
+		if v == vecs-1 && width%16 != 0 {
+			p("VMOVUPS Z%d, K1, %d(DI)", v, 64*v)
+		} else {
+			p("VMOVUPS Z%d, %d(DI)", v, 64*v)
+		}
+	}
+	p("ADDQ $%d, SI", 4*width)
+	p("ADDQ R8, DI")
+	p("DECQ CX")
+	p("JNE %s_loop", name)
+	fmt.Fprintf(w, "%s_done:\n", name)
+	p("VZEROUPPER")
+	p("RET")
+}
+
+// gen writes one micro-kernel: the full MR×NR tile of k (v = NR/Lanes
+// vectors a row), or (masked) its edge variant that computes only the
+// first rows rows of the tile and stores only the columns of the mask
+// argument, so that an edge tile is written straight into C (AVX-512
+// mask registers; k.Masked).
+func gen(w *bytes.Buffer, k Kernel, name string, rows, v int, masked bool) {
+	vb := k.Lanes * 4 // bytes per vector
 	acc := func(r, j int) string { return fmt.Sprintf("%s%d", k.Reg, r*v+j) }
 	breg := func(j int) string { return fmt.Sprintf("%s%d", k.Reg, k.MR*v+j) }
 	areg := func(i int) string { return fmt.Sprintf("%s%d", k.Reg, k.MR*v+v+i%2) }
@@ -56,9 +126,24 @@ func gen(w *bytes.Buffer, k Kernel) {
 	// temporary.
 	alpha, beta, tmp := breg(0), breg(1), areg(0)
 	p := func(format string, args ...any) { fmt.Fprintf(w, "\t"+format+"\n", args...) }
-	label := func(s string) { fmt.Fprintf(w, "%s_%s:\n", k.Name, s) }
+	label := func(s string) { fmt.Fprintf(w, "%s_%s:\n", name, s) }
+	// mask(j) is the mask register of vector j of a row (K1, K2, …) in the
+	// stores and loads of C: ", K1" in the operand list, or nothing.
+	mask := func(j int) string {
+		if !masked {
+			return ""
+		}
+		return fmt.Sprintf(", K%d", j+1)
+	}
+	loadC := func(j int, dst string) string { // VMOVUPS of C's vector j
+		if !masked {
+			return fmt.Sprintf("VMOVUPS %d(DX), %s", j*vb, dst)
+		}
+		return fmt.Sprintf("VMOVUPS.Z %d(DX), K%d, %s", j*vb, j+1, dst)
+	}
 
-	fmt.Fprintf(w, `
+	if !masked {
+		fmt.Fprintf(w, `
 // func %[1]s(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC, sa, sb int)
 //
 // %[1]s computes the %[2]d×%[3]d tile C = alpha·A·B + beta·C, where A is a
@@ -72,8 +157,20 @@ func gen(w *bytes.Buffer, k Kernel) {
 // hold B's row p and %[7]s/%[8]s the broadcast A(r, p); AX and BX walk A and
 // B, R10 and R11 hold their strides in bytes (R12, R13 three times that).
 TEXT ·%[1]s(SB), NOSPLIT, $0-72
-`, k.Name, k.MR, k.NR, fmt.Sprintf("%s0–%s%d", k.Reg, k.Reg, k.MR*v-1), acc(0, 0),
-		fmt.Sprintf("%s…%s", breg(0), breg(v-1)), areg(0), areg(1))
+`, name, k.MR, k.NR, fmt.Sprintf("%s0–%s%d", k.Reg, k.Reg, k.MR*v-1), acc(0, 0),
+			fmt.Sprintf("%s…%s", breg(0), breg(v-1)), areg(0), areg(1))
+	} else {
+		fmt.Fprintf(w, `
+// func %[1]s(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC, sa, sb int, mask uint64)
+//
+// %[1]s is %[2]s for the first %[3]d rows and %[5]d columns of the tile only
+// (an edge tile: A's sliver is still %[4]d wide, its rows past %[3]d are not
+// read; B's is %[6]d wide), reading and writing only the columns j of C
+// whose bit j of mask is set (masked loads and stores: nothing outside them
+// is touched).
+TEXT ·%[1]s(SB), NOSPLIT, $0-80
+`, name, k.Name, rows, k.MR, v*k.Lanes, k.NR)
+	}
 	p("MOVQ kc+0(FP), CX")
 	p("MOVQ a+8(FP), AX")
 	p("MOVQ b+16(FP), BX")
@@ -88,14 +185,14 @@ TEXT ·%[1]s(SB), NOSPLIT, $0-72
 	p("MOVQ c+24(FP), DX")
 	p("MOVQ ldc+32(FP), R8")
 	p("SHLQ $2, R8")
-	for r := 0; r < k.MR; r++ {
+	for r := 0; r < rows; r++ {
 		p("PREFETCHT0 (DX)")
 		p("PREFETCHT0 %d(DX)", k.NR*4-1)
-		if r < k.MR-1 {
+		if r < rows-1 {
 			p("ADDQ R8, DX")
 		}
 	}
-	for r := 0; r < k.MR; r++ {
+	for r := 0; r < rows; r++ {
 		for j := 0; j < v; j++ {
 			p("%s %s, %s, %s", k.Zero, acc(r, j), acc(r, j), acc(r, j))
 		}
@@ -109,7 +206,7 @@ TEXT ·%[1]s(SB), NOSPLIT, $0-72
 		for j := 0; j < v; j++ {
 			p("VMOVUPS %d(BX)%s, %s", j*vb, idxB[s], breg(j))
 		}
-		for r := 0; r < k.MR; r++ {
+		for r := 0; r < rows; r++ {
 			p("VBROADCASTSS %d(AX)%s, %s", r*4, idxA[s], areg(r))
 			for j := 0; j < v; j++ {
 				p("VFMADD231PS %s, %s, %s", breg(j), areg(r), acc(r, j))
@@ -120,7 +217,7 @@ TEXT ·%[1]s(SB), NOSPLIT, $0-72
 		panic("asmgen: Unroll must be 4")
 	}
 	p("CMPQ CX, $%d", k.Unroll)
-	p("JL %s_tail", k.Name)
+	p("JL %s_tail", name)
 	label("loop")
 	for s := 0; s < k.Unroll; s++ {
 		step(s)
@@ -129,29 +226,37 @@ TEXT ·%[1]s(SB), NOSPLIT, $0-72
 	p("LEAQ (BX)(R11*4), BX")
 	p("SUBQ $%d, CX", k.Unroll)
 	p("CMPQ CX, $%d", k.Unroll)
-	p("JGE %s_loop", k.Name)
+	p("JGE %s_loop", name)
 	label("tail")
 	p("TESTQ CX, CX")
-	p("JEQ %s_store", k.Name)
+	p("JEQ %s_store", name)
 	label("tail1")
 	step(0)
 	p("ADDQ R10, AX")
 	p("ADDQ R11, BX")
 	p("DECQ CX")
-	p("JNE %s_tail1", k.Name)
+	p("JNE %s_tail1", name)
 	label("store")
 	p("MOVQ c+24(FP), DX")
 	p("VBROADCASTSS alpha+40(FP), %s", alpha)
+	if masked {
+		if v != 2 {
+			panic("asmgen: masked kernels have two vectors a row")
+		}
+		p("MOVQ mask+72(FP), R9")
+		p("KMOVD R9, K1")
+		p("KSHIFTRD $%d, K1, K2", k.Lanes)
+	}
 	p("MOVQ loadC+48(FP), R9")
 	p("TESTQ R9, R9")
-	p("JNE %s_beta", k.Name)
+	p("JNE %s_beta", name)
 	// C = alpha·AB: C is only written.
-	for r := 0; r < k.MR; r++ {
+	for r := 0; r < rows; r++ {
 		for j := 0; j < v; j++ {
 			p("VMULPS %s, %s, %s", alpha, acc(r, j), acc(r, j))
-			p("VMOVUPS %s, %d(DX)", acc(r, j), j*vb)
+			p("VMOVUPS %s%s, %d(DX)", acc(r, j), mask(j), j*vb)
 		}
-		if r < k.MR-1 {
+		if r < rows-1 {
 			p("ADDQ R8, DX")
 		}
 	}
@@ -160,16 +265,117 @@ TEXT ·%[1]s(SB), NOSPLIT, $0-72
 	// C = alpha·AB + beta·C.
 	label("beta")
 	p("VBROADCASTSS beta+44(FP), %s", beta)
-	for r := 0; r < k.MR; r++ {
+	for r := 0; r < rows; r++ {
 		for j := 0; j < v; j++ {
-			p("VMULPS %d(DX), %s, %s", j*vb, beta, tmp)
+			if masked {
+				p("%s", loadC(j, tmp))
+				p("VMULPS %s, %s, %s", beta, tmp, tmp)
+			} else {
+				p("VMULPS %d(DX), %s, %s", j*vb, beta, tmp)
+			}
 			p("VFMADD231PS %s, %s, %s", alpha, acc(r, j), tmp)
-			p("VMOVUPS %s, %d(DX)", tmp, j*vb)
+			p("VMOVUPS %s%s, %d(DX)", tmp, mask(j), j*vb)
 		}
-		if r < k.MR-1 {
+		if r < rows-1 {
 			p("ADDQ R8, DX")
 		}
 	}
+	p("VZEROUPPER")
+	p("RET")
+}
+
+// genTranspose writes transAVX512R<rows>, the AVX-512 transposing copy
+// that packing uses for the operands stored along k (a plain A, a
+// transposed B): 16×16 blocks transposed in registers (unpack pairs of
+// rows, then of row pairs, then two 128-bit lane shuffles: 64 shuffles a
+// block).
+func genTranspose(w *bytes.Buffer, rows int) {
+	name := fmt.Sprintf("transAVX512R%d", rows)
+	p := func(format string, args ...any) { fmt.Fprintf(w, "\t"+format+"\n", args...) }
+	z := func(i int) string { return fmt.Sprintf("Z%d", i) }
+	fmt.Fprintf(w, `
+// func %[1]s(d *float32, ld int, s *float32, ls int, blocks int, mask uint64)
+//
+// %[1]s transposes blocks×16 columns of %[2]d rows: for p < 16·blocks and
+// r < 16, d[p·ld + r] = s[r·ls + p] for r < %[2]d and 0 for %[2]d ≤ r < 16,
+// storing only the lanes r whose bit r of mask is set (mask 0xfff writes a
+// 12-wide sliver). Registers: Z0–Z15 the rows (then the columns), Z16–Z31
+// the intermediate steps; SI, R10, R11, R12 walk source rows 0, 4, 8 and
+// 12, R8/R9 hold ls and 3·ls in bytes; DI, AX, BX, DX walk destination rows
+// 0, 4, 8 and 12 of a block, R13/R14 hold ld and 3·ld in bytes.
+TEXT ·%[1]s(SB), NOSPLIT, $0-48
+`, name, rows)
+	p("MOVQ mask+40(FP), AX")
+	p("KMOVW AX, K1")
+	p("MOVQ d+0(FP), DI")
+	p("MOVQ ld+8(FP), R13")
+	p("SHLQ $2, R13")
+	p("LEAQ (R13)(R13*2), R14")
+	p("MOVQ s+16(FP), SI")
+	p("MOVQ ls+24(FP), R8")
+	p("SHLQ $2, R8")
+	p("LEAQ (R8)(R8*2), R9")
+	p("MOVQ blocks+32(FP), CX")
+	p("LEAQ (SI)(R8*4), R10")
+	p("LEAQ (R10)(R8*4), R11")
+	p("LEAQ (R11)(R8*4), R12")
+	p("LEAQ (DI)(R13*4), AX")
+	p("LEAQ (AX)(R13*4), BX")
+	p("LEAQ (BX)(R13*4), DX")
+	p("TESTQ CX, CX")
+	p("JEQ %s_done", name)
+	fmt.Fprintf(w, "%s_loop:\n", name)
+	src := []string{"SI", "R10", "R11", "R12"}
+	dst := []string{"DI", "AX", "BX", "DX"}
+	idxS := []string{"", "(R8*1)", "(R8*2)", "(R9*1)"}
+	idxD := []string{"", "(R13*1)", "(R13*2)", "(R14*1)"}
+	for r := 0; r < 16; r++ {
+		if r < rows {
+			p("VMOVUPS (%s)%s, %s", src[r/4], idxS[r%4], z(r))
+		} else {
+			p("VPXORD %s, %s, %s", z(r), z(r), z(r))
+		}
+	}
+	// t[2i], t[2i+1] (Z16+…): rows 2i and 2i+1 interleaved, low and high
+	// pairs of each 128-bit lane.
+	for i := 0; i < 8; i++ {
+		p("VUNPCKLPS %s, %s, %s", z(2*i+1), z(2*i), z(16+2*i))
+		p("VUNPCKHPS %s, %s, %s", z(2*i+1), z(2*i), z(17+2*i))
+	}
+	// u[4g+j] (Z0+…): lane L holds column 4L+j of rows 4g…4g+3.
+	for g := 0; g < 4; g++ {
+		t := 16 + 4*g
+		p("VUNPCKLPD %s, %s, %s", z(t+2), z(t), z(4*g))
+		p("VUNPCKHPD %s, %s, %s", z(t+2), z(t), z(4*g+1))
+		p("VUNPCKLPD %s, %s, %s", z(t+3), z(t+1), z(4*g+2))
+		p("VUNPCKHPD %s, %s, %s", z(t+3), z(t+1), z(4*g+3))
+	}
+	// Gather the four lanes of each column.
+	for j := 0; j < 4; j++ {
+		p("VSHUFF32X4 $0x44, %s, %s, %s", z(4+j), z(j), z(16+j))
+		p("VSHUFF32X4 $0xee, %s, %s, %s", z(4+j), z(j), z(20+j))
+		p("VSHUFF32X4 $0x44, %s, %s, %s", z(12+j), z(8+j), z(24+j))
+		p("VSHUFF32X4 $0xee, %s, %s, %s", z(12+j), z(8+j), z(28+j))
+	}
+	for j := 0; j < 4; j++ {
+		p("VSHUFF32X4 $0x88, %s, %s, %s", z(24+j), z(16+j), z(j))
+		p("VSHUFF32X4 $0xdd, %s, %s, %s", z(24+j), z(16+j), z(4+j))
+		p("VSHUFF32X4 $0x88, %s, %s, %s", z(28+j), z(20+j), z(8+j))
+		p("VSHUFF32X4 $0xdd, %s, %s, %s", z(28+j), z(20+j), z(12+j))
+	}
+	for c := 0; c < 16; c++ {
+		p("VMOVUPS %s, K1, (%s)%s", z(c), dst[c/4], idxD[c%4])
+	}
+	for _, r := range src {
+		p("ADDQ $64, %s", r)
+	}
+	p("LEAQ (DX)(R13*4), DI")
+	p("LEAQ (DI)(R13*4), AX")
+	p("LEAQ (AX)(R13*4), BX")
+	p("LEAQ (BX)(R13*4), DX")
+	p("DECQ CX")
+	p("JNE %s_loop", name)
+	fmt.Fprintf(w, "%s_done:\n", name)
 	p("VZEROUPPER")
 	p("RET")
 }
