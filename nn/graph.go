@@ -32,6 +32,8 @@ type Graph struct {
 	free map[int][]device.Buffer // recycled float32 buffers by length
 	used []device.Buffer         // buffers handed out this step
 
+	views map[viewKey]device.Buffer // views made by cachedView, kept across steps
+
 	seed, offset uint64
 	noGrad       bool
 	backwardDone bool
@@ -90,7 +92,58 @@ func (g *Graph) Free() error {
 		}
 		delete(g.free, n)
 	}
+	clear(g.views)
 	return errors.Join(errs...)
+}
+
+// viewKey names a view: its parent buffer, offset and length.
+type viewKey struct {
+	parent device.Buffer
+	off, n int
+}
+
+// maxViews bounds the graph's view cache. A steady step asks for the same
+// few views every time (a transformer: q, k, v and their gradients per
+// layer, the position embedding's rows); when a workload keeps asking for
+// new ones (changing shapes), the cache is emptied and refilled.
+const maxViews = 1024
+
+// cachedView returns dev.View(parent, off, n), reusing the view it made for the
+// same (parent, off, n) in an earlier step, so that a steady step makes no
+// Go heap allocation for its Narrows.
+//
+// Why a kept view stays right: a view is a window into its parent's
+// memory, fixed when it is made. The graph's buffers are recycled by
+// handing out the same buffer object again (Reset → free lists), never a
+// new allocation under an old name, so when a later step's tensor of the
+// same length gets the same parent, the kept view still windows exactly
+// that memory — the memory the new tensor now holds — which is what a
+// fresh View would return. Only freeing the parent (to the device) ends
+// that: Free empties the cache, and for parents the graph does not own
+// (parameters, inputs) a hit is checked with Freed, so a freed parent is
+// passed to dev.View again, which reports it. A freed buffer object is
+// never handed out again by either backend (Alloc makes a new one), so a
+// kept view can never alias a different allocation.
+func (g *Graph) cachedView(parent device.Buffer, off, n int) (device.Buffer, error) {
+	k := viewKey{parent, off, n}
+	if v, ok := g.views[k]; ok {
+		if !v.Freed() {
+			return v, nil
+		}
+		delete(g.views, k)
+	}
+	v, err := g.dev.View(parent, off, n)
+	if err != nil {
+		return nil, err
+	}
+	if g.views == nil {
+		g.views = make(map[viewKey]device.Buffer)
+	}
+	if len(g.views) >= maxViews {
+		clear(g.views)
+	}
+	g.views[k] = v
+	return v, nil
 }
 
 // buffer hands out a float32 buffer of exactly n elements for this step,

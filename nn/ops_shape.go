@@ -186,7 +186,7 @@ func (g *Graph) Narrow(x *Tensor, start, length int) (*Tensor, error) {
 	if err != nil {
 		return nil, wrap("Narrow", err)
 	}
-	if y.val, err = g.dev.View(x.val, start*inner, length*inner); err != nil {
+	if y.val, err = g.cachedView(x.val, start*inner, length*inner); err != nil {
 		return nil, wrap("Narrow", err)
 	}
 	y.requiresGrad = x.requiresGrad && !g.noGrad
@@ -217,7 +217,7 @@ func (o *op) narrowBackward(g *Graph) error {
 			return err
 		}
 	}
-	v, err := g.dev.View(dst, o.ext.off, o.out.n)
+	v, err := g.cachedView(dst, o.ext.off, o.out.n)
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,7 @@ import (
 // TestSteadyStateAllocs: after a warm-up, a training step (forward, loss,
 // backward, AdamW) and a whole Generate call ask the device for no new
 // buffer (Stats().Allocs unchanged): the graph and the KV cache reuse
-// theirs.
+// theirs; and a training step makes no Go heap allocation either.
 func TestSteadyStateAllocs(t *testing.T) {
 	dev := openCPU(t)
 	cfg := Tiny()
@@ -49,6 +49,12 @@ func TestSteadyStateAllocs(t *testing.T) {
 	}
 	if got := dev.Stats().Allocs; got != before {
 		t.Errorf("training steps allocated %d device buffers", got-before)
+	}
+	// Nor on the Go heap: the graph keeps its tensors, tape, buffers and
+	// the Narrow views (q, k, v, their gradients, the position rows)
+	// across steps, and the optimiser its runs.
+	if heap := testing.AllocsPerRun(3, step); heap != 0 {
+		t.Errorf("a steady training step makes %v Go heap allocations, expected 0", heap)
 	}
 	gen := func() {
 		if _, err := m.Generate([]int32{1, 2, 3}, 20, Sampler{Temperature: 1, Seed: 3}, nil); err != nil {
