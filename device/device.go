@@ -228,6 +228,16 @@ type TF32Setter interface {
 	SetAllowTF32(bool)
 }
 
+// CacheHinter is implemented by devices whose primitives run faster when
+// the operands of one call fit a cache: CacheBlockBytes is that working
+// set in bytes. Layers may split a large op into pieces of about this size
+// (Conv2d unfolds groups of images instead of the whole batch); a split
+// never changes results, only speed. A device without it (a GPU, where the
+// whole batch keeps the launches few and large) is never split.
+type CacheHinter interface {
+	CacheBlockBytes() int
+}
+
 // Window2D is the geometry of a 2-D convolution or pooling window sliding
 // over an NCHW input, with PyTorch's nn.Conv2d / nn.MaxPool2d arguments.
 // Output height is (H + 2·PadH − DilH·(KH−1) − 1)/StrideH + 1 (floor, as

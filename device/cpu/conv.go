@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/kilnml/kiln/device"
+	"github.com/kilnml/kiln/device/cpu/internal/simd"
 )
 
 // convOp selects the loop convKern.run executes.
@@ -68,9 +69,20 @@ func newConvKern() *convKern { return convKerns.Get().(*convKern) }
 func (k *convKern) run(_, lo, hi int) {
 	switch k.op {
 	case opIm2Col:
-		k.im2col(lo, hi)
+		if g := &k.g; g.StrideH == 1 && g.StrideW == 1 && g.DilH == 1 && g.DilW == 1 && k.ow == g.W {
+			k.im2colSame(lo, hi)
+		} else {
+			k.im2col(lo, hi)
+		}
 	case opCol2Im:
-		k.col2im(lo, hi)
+		if g := &k.g; useAVX2EW && g.KH == 3 && g.KW == 3 && g.PadH == 1 && g.PadW == 1 &&
+			g.StrideH == 1 && g.StrideW == 1 && g.DilH == 1 && g.DilW == 1 && g.H <= maxSavedCol {
+			k.col2im3x3(lo, hi)
+		} else if g.StrideH == 1 && g.StrideW == 1 && g.DilH == 1 && g.DilW == 1 {
+			k.col2imS1(lo, hi)
+		} else {
+			k.col2im(lo, hi)
+		}
 	case opChannelBias:
 		for p := lo; p < hi; p++ {
 			v := k.b[p%k.channels]
@@ -82,9 +94,17 @@ func (k *convKern) run(_, lo, hi int) {
 	case opChannelBiasGrad:
 		k.channelBiasGrad(lo, hi)
 	case opMaxPool:
-		k.maxPool(lo, hi)
+		if k.pool2x2() {
+			k.maxPool2x2(lo, hi)
+		} else {
+			k.maxPool(lo, hi)
+		}
 	case opMaxPoolGrad:
-		k.maxPoolGrad(lo, hi)
+		if k.pool2x2() {
+			k.maxPoolGrad2x2(lo, hi)
+		} else {
+			k.maxPoolGrad(lo, hi)
+		}
 	case opAvgPool:
 		k.avgPool(lo, hi)
 	case opAvgPoolGrad:
@@ -136,7 +156,9 @@ func (k *convKern) im2col(lo, hi int) {
 					xr := x[h*g.W : (h+1)*g.W]
 					clear(out[:wlo])
 					if g.StrideW == 1 {
-						copy(out[wlo:whi], xr[w0+wlo:w0+whi])
+						if wlo < whi { // else w0+wlo may lie left of the row
+							copy(out[wlo:whi], xr[w0+wlo:w0+whi])
+						}
 					} else {
 						for c := wlo; c < whi; c++ {
 							out[c] = xr[w0+c*g.StrideW]
@@ -146,6 +168,74 @@ func (k *convKern) im2col(lo, hi int) {
 				}
 			}
 		}
+	}
+}
+
+// im2colSame is im2col for stride 1 and dilation 1 with outputs as wide
+// as the input (KW = 2·PadW + 1: the "same" 3×3, padding-1 convolution).
+// Row (i, j) of a plane is then the input plane shifted by
+// (i − PadH)·W + (j − PadW) elements: one contiguous copy per row instead
+// of one per output row, then zeros where the window covers the padding
+// (whole output rows above and below the input, one column band at the
+// left or right edge where the shift wrapped around a row).
+func (k *convKern) im2colSame(lo, hi int) {
+	g := k.g
+	oh, ow := k.oh, k.ow // ow == g.W
+	l := oh * ow
+	for p := lo; p < hi; p++ {
+		x := k.a[p*g.H*g.W : (p+1)*g.H*g.W]
+		rows := k.b[p*g.KH*g.KW*l : (p+1)*g.KH*g.KW*l]
+		for i := 0; i < g.KH; i++ {
+			// Output rows r read input row r − PadH + i: valid for r in [rlo, rhi).
+			rlo, rhi := validRange(i-g.PadH, 1, g.H, oh)
+			for j := 0; j < g.KW; j++ {
+				row := rows[(i*g.KW+j)*l : (i*g.KW+j+1)*l]
+				clear(row[:rlo*ow])
+				clear(row[rhi*ow:])
+				if rlo >= rhi {
+					continue
+				}
+				dj := j - g.PadW // out[r·W + c] = x[(r − PadH + i)·W + c + dj]
+				a, b := rlo*ow, rhi*ow
+				off := (i-g.PadH)*g.W + dj
+				// Clip the first and last elements whose source lies
+				// outside the plane (a wrapped column at either end).
+				a0 := min(max(a, -off), b)
+				b0 := max(min(b, len(x)-off), a0)
+				if a0 < b0 {
+					copy(row[a0:b0], x[a0+off:b0+off])
+				}
+				clear(row[a:a0])
+				clear(row[b0:b])
+				switch {
+				case dj < 0: // columns c < −dj read left of the input
+					e := min(ow, -dj)
+					for r := rlo; r < rhi; r++ {
+						zero(row[r*ow : r*ow+e])
+					}
+				case dj > 0: // columns c ≥ W − dj read right of it
+					e := max(0, ow-dj)
+					for r := rlo; r < rhi; r++ {
+						zero(row[r*ow+e : (r+1)*ow])
+					}
+				}
+			}
+		}
+	}
+}
+
+// zero clears a slice, the one or two elements of a 3×3 or 5×5 padding
+// column with plain stores (clear, and the loop the compiler turns into
+// it, call memclr, which costs more than those stores).
+func zero(s []float32) {
+	switch len(s) {
+	case 0:
+	case 1:
+		s[0] = 0
+	case 2:
+		s[0], s[1] = 0, 0
+	default:
+		clear(s)
 	}
 }
 
@@ -188,6 +278,240 @@ func (k *convKern) col2im(lo, hi int) {
 			}
 		}
 	}
+}
+
+// col2imS1 is col2im for stride 1 and dilation 1 (the common 3×3,
+// padding-1 convolution): the same sums in the same order, ascending
+// (i, j) for every dx element, but built one dx row at a time, so that the
+// row stays in registers and L1 while its KH·KW source rows stream past,
+// with the KW source rows of one i added in a single pass when KW is 3.
+func (k *convKern) col2imS1(lo, hi int) {
+	g := k.g
+	oh, ow := k.oh, k.ow
+	l := oh * ow
+	for p := lo; p < hi; p++ {
+		dx := k.b[p*g.H*g.W : (p+1)*g.H*g.W]
+		rows := k.a[p*g.KH*g.KW*l : (p+1)*g.KH*g.KW*l]
+		for h := 0; h < g.H; h++ {
+			d := dx[h*g.W : (h+1)*g.W]
+			switch k.beta {
+			case 0:
+				clear(d)
+			case 1:
+			default:
+				for i := range d {
+					d[i] = float32(k.beta * d[i])
+				}
+			}
+			if g.KH == 3 && g.KW == 3 && h+g.PadH-2 >= 0 && h+g.PadH < oh {
+				// All three window rows see input row h: one pass.
+				base := (h + g.PadH) * ow // tap i reads output row h + PadH − i
+				var src [9][]float32
+				for t := range src {
+					i, j := t/3, t%3
+					o := (i*3+j)*l + base - i*ow
+					src[t] = rows[o : o+ow]
+				}
+				addRows9(d, &src, g.PadW)
+				continue
+			}
+			for i := 0; i < g.KH; i++ {
+				r := h + g.PadH - i // the output row whose tap i reads input row h
+				if r < 0 || r >= oh {
+					continue
+				}
+				base := i*g.KW*l + r*ow
+				if g.KW == 3 {
+					addRows3(d, rows[base:base+ow], rows[base+l:base+l+ow], rows[base+2*l:base+2*l+ow], g.PadW)
+					continue
+				}
+				for j := 0; j < g.KW; j++ {
+					addShifted(d, rows[base+j*l:base+j*l+ow], j-g.PadW)
+				}
+			}
+		}
+	}
+}
+
+// maxSavedCol bounds the map height col2im3x3 takes: the column it saves
+// lives in a stack array.
+const maxSavedCol = 512
+
+// col2im3x3 is col2im for the 3×3, stride-1, padding-1 window ("same"
+// output: OH = H, OW = W) with the AVX2 adds of internal/simd. Tap (i, j)
+// adds its row of columns to the dx plane shifted by (1−i)·W + (1−j)
+// elements: one flat vector add over the rows the tap reaches, in
+// ascending (i, j) as col2im. The flat add also touches the one column
+// whose shift wrapped around a row (the last for j = 0, the first for
+// j = 2), which the tap does not reach: that column is saved before the
+// add and put back after, so every dx element receives exactly col2im's
+// terms in col2im's order, each rounded alike (simd.Add is bit for bit
+// the scalar float32 add).
+func (k *convKern) col2im3x3(lo, hi int) {
+	g := k.g
+	H, W := g.H, g.W
+	hw := H * W
+	var saved [maxSavedCol]float32
+	for p := lo; p < hi; p++ {
+		dx := k.b[p*hw : (p+1)*hw]
+		switch k.beta {
+		case 0:
+			clear(dx)
+		case 1:
+		default:
+			for i := range dx {
+				dx[i] = float32(k.beta * dx[i])
+			}
+		}
+		rows := k.a[p*9*hw : (p+1)*9*hw]
+		for i := 0; i < 3; i++ {
+			// Tap i reaches dx rows h with output row h + 1 − i in [0, H).
+			h0, h1 := max(0, i-1), min(H, H+i-1)
+			if h0 >= h1 {
+				continue
+			}
+			for j := 0; j < 3; j++ {
+				src := rows[(i*3+j)*hw : (i*3+j+1)*hw]
+				off := (1-i)*W + (1 - j) // dx[q] += src[q + off]
+				wc := -1                 // the wrapped column, if any
+				switch j {
+				case 0:
+					wc = W - 1
+				case 2:
+					wc = 0
+				}
+				if wc >= 0 {
+					for h := h0; h < h1; h++ {
+						saved[h] = dx[h*W+wc]
+					}
+				}
+				a, b := max(h0*W, -off), min(h1*W, hw-off)
+				if a < b {
+					addFlat(dx[a:b], src[a+off:b+off])
+				}
+				if wc >= 0 {
+					for h := h0; h < h1; h++ {
+						dx[h*W+wc] = saved[h]
+					}
+				}
+			}
+		}
+	}
+}
+
+// addFlat sets d += s, the vector kernel over the largest multiple of 8
+// elements and the scalar add over the rest.
+func addFlat(d, s []float32) {
+	_, m, _ := simd.Span(d, false)
+	if m > 0 {
+		simd.Add(d[:m], d, s, false)
+	}
+	tail, st := d[m:], s[m:]
+	st = st[:len(tail)]
+	for i := range tail {
+		tail[i] += st[i]
+	}
+}
+
+// addShifted adds src[c] to d[c+off] wherever 0 ≤ c+off < len(d).
+func addShifted(d, src []float32, off int) {
+	lo, hi := max(0, -off), min(len(src), len(d)-off)
+	if lo >= hi {
+		return
+	}
+	dd, s := d[lo+off:hi+off], src[lo:hi]
+	s = s[:len(dd)]
+	for c, v := range s {
+		dd[c] += v
+	}
+}
+
+// addRows3 adds the three source rows of window offsets j = 0, 1, 2 (input
+// column w = c + j − pad) to the dx row d, in ascending j for every element:
+// d[w] = ((d[w] + s0[w+pad]) + s1[w+pad−1]) + s2[w+pad−2], each term only
+// where its index lies in [0, len(s)). The interior, where all three do,
+// is one bounds-check-free loop; the few edge columns take the checks.
+func addRows3(d, s0, s1, s2 []float32, pad int) {
+	n := len(s0)
+	lo := max(0, 2-pad)      // w ≥ 2 − pad: s2's index ≥ 0
+	hi := min(len(d), n-pad) // w < n − pad: s0's index < n
+	edge := func(w int) {
+		v := d[w]
+		if c := w + pad; c >= 0 && c < n {
+			v += s0[c]
+		}
+		if c := w + pad - 1; c >= 0 && c < n {
+			v += s1[c]
+		}
+		if c := w + pad - 2; c >= 0 && c < n {
+			v += s2[c]
+		}
+		d[w] = v
+	}
+	if lo >= hi {
+		for w := range d {
+			edge(w)
+		}
+		return
+	}
+	for w := 0; w < lo; w++ {
+		edge(w)
+	}
+	m := hi - lo
+	dd := d[lo:hi]
+	a, b, c := s0[lo+pad:lo+pad+m], s1[lo+pad-1:lo+pad-1+m], s2[lo+pad-2:lo+pad-2+m]
+	a, b, c = a[:len(dd)], b[:len(dd)], c[:len(dd)]
+	for w := range dd {
+		dd[w] = dd[w] + a[w] + b[w] + c[w]
+	}
+	for w := hi; w < len(d); w++ {
+		edge(w)
+	}
+}
+
+// addRows9 adds the nine source rows of a 3×3 window, src[3i+j] for
+// offset (i, j) (input column w = c + j − pad), to the dx row d in
+// ascending (i, j) for every element: addRows3 for i = 0, 1, 2 fused into
+// one pass, so that d is loaded and stored once.
+func addRows9(d []float32, src *[9][]float32, pad int) {
+	n := len(src[0])
+	lo := max(0, 2-pad)
+	hi := min(len(d), n-pad)
+	if lo >= hi {
+		for w := range d {
+			edge9(d, src, pad, w)
+		}
+		return
+	}
+	for w := 0; w < lo; w++ {
+		edge9(d, src, pad, w)
+	}
+	dd := d[lo:hi]
+	m := len(dd)
+	sh := func(t int) []float32 { o := lo + pad - t%3; return src[t][o : o+m : o+m] }
+	s0, s1, s2, s3, s4, s5, s6, s7, s8 := sh(0), sh(1), sh(2), sh(3), sh(4), sh(5), sh(6), sh(7), sh(8)
+	s0, s1, s2, s3, s4, s5, s6, s7, s8 = s0[:m], s1[:m], s2[:m], s3[:m], s4[:m], s5[:m], s6[:m], s7[:m], s8[:m]
+	for w := range dd {
+		dd[w] = dd[w] + s0[w] + s1[w] + s2[w] + s3[w] + s4[w] + s5[w] + s6[w] + s7[w] + s8[w]
+	}
+	for w := hi; w < len(d); w++ {
+		edge9(d, src, pad, w)
+	}
+}
+
+// edge9 is addRows9 for the one element d[w] whose taps may fall outside
+// the source rows: each tap in (i, j) order, where its index is valid.
+func edge9(d []float32, src *[9][]float32, pad, w int) {
+	v := d[w]
+	for i := 0; i < 3; i++ {
+		for j := 0; j < 3; j++ {
+			s := src[3*i+j]
+			if c := w + pad - j; uint(c) < uint(len(s)) {
+				v += s[c]
+			}
+		}
+	}
+	d[w] = v
 }
 
 // channelBiasGrad sums channels [lo, hi) over outer then inner, in float64.
@@ -242,6 +566,132 @@ func (k *convKern) maxPool(lo, hi int) {
 				y[r*ow+c], idx[r*ow+c] = best, bi
 			}
 		}
+	}
+}
+
+// pool2x2 reports whether k is the common 2×2, stride-2 pooling without
+// padding or dilation: windows that tile the input without overlap, every
+// tap inside it.
+func (k *convKern) pool2x2() bool {
+	g := &k.g
+	return g.KH == 2 && g.KW == 2 && g.StrideH == 2 && g.StrideW == 2 &&
+		g.PadH == 0 && g.PadW == 0 && g.DilH == 1 && g.DilW == 1
+}
+
+// maxPool2x2 is maxPool for pool2x2 windows: the same winner (the first of
+// the taps (0,0), (0,1), (1,0), (1,1) that is largest, or the first NaN),
+// without bounds tests and, for windows without NaN, without branches:
+// the taps are compared as orderKey integers, a tournament of conditional
+// moves ((0,0) against (0,1), (1,0) against (1,1), then the two winners,
+// ties to the earlier tap each time, so the first largest wins). Random
+// activations make the taps' comparisons unpredictable, and branches on
+// them cost more than the loads.
+func (k *convKern) maxPool2x2(lo, hi int) {
+	g := k.g
+	oh, ow, w := k.oh, k.ow, g.W
+	for p := lo; p < hi; p++ {
+		x := k.a[p*g.H*w : (p+1)*g.H*w]
+		y := k.b[p*oh*ow : (p+1)*oh*ow]
+		idx := k.idx[p*oh*ow : (p+1)*oh*ow]
+		for r := 0; r < oh; r++ {
+			x0 := x[2*r*w : 2*r*w+2*ow]
+			x1 := x[(2*r+1)*w : (2*r+1)*w+2*ow]
+			yr, ir := y[r*ow:r*ow+ow], idx[r*ow:r*ow+ow]
+			x1 = x1[:len(x0)]
+			ir = ir[:len(yr)]
+			base := int32(2 * r * w)
+			for c := range yr {
+				a, b, cc, d := x0[2*c], x0[2*c+1], x1[2*c], x1[2*c+1]
+				if a != a || b != b || cc != cc || d != d {
+					yr[c], ir[c] = maxPoolNaN(a, b, cc, d, base+int32(2*c), int32(w))
+					continue
+				}
+				ka, kb, kc, kd := orderKey(a), orderKey(b), orderKey(cc), orderKey(d)
+				s1, s2 := b01(kb > ka), b01(kd > kc)
+				s3 := b01(max(kc, kd) > max(ka, kb))
+				// The winner's offset in the window: s1 without the second
+				// pair, w + s2 with it.
+				q := base + int32(2*c) + s1 + s3*(int32(w)+s2-s1)
+				yr[c], ir[c] = x[q], q
+			}
+		}
+	}
+}
+
+// mask32 is all ones for true and 0 for false, without a branch.
+func mask32(c bool) uint32 { return -uint32(b01(c)) }
+
+// b01 is 1 for true and 0 for false (compiled to a SETcc, not a branch).
+func b01(c bool) int32 {
+	if c {
+		return 1
+	}
+	return 0
+}
+
+// orderKey maps a float32 that is not NaN to an int32 with the same order
+// as the floats' < and ==: the sign-magnitude bits made two's complement,
+// with −0 and +0 both 0.
+func orderKey(v float32) int32 {
+	b := math.Float32bits(v)
+	s := b >> 31 // 1 for negative
+	return int32(b^(s*0x7fffffff)) + int32(s)
+}
+
+// maxPoolNaN is the winner of a 2×2 window that holds a NaN, by the
+// general rule: the first NaN in tap order (q0 is tap (0,0)'s position,
+// w the row stride).
+func maxPoolNaN(a, b, c, d float32, q0, w int32) (float32, int32) {
+	best, bi := a, q0
+	for _, t := range [3]struct {
+		v float32
+		q int32
+	}{{b, q0 + 1}, {c, q0 + w}, {d, q0 + w + 1}} {
+		if t.v > best || (t.v != t.v && best == best) {
+			best, bi = t.v, t.q
+		}
+	}
+	return best, bi
+}
+
+// maxPoolGrad2x2 is maxPoolGrad for pool2x2 windows. The windows tile the
+// input without overlap, so each dx element receives at most one dy: each
+// window writes its four dx elements at once, the one its index names
+// (when it is one of the four, tested without division) 0 + dy as the
+// general loop's cleared-then-added value, the others 0; the row and
+// column no window covers (odd sizes) are cleared.
+func (k *convKern) maxPoolGrad2x2(lo, hi int) {
+	g := k.g
+	oh, ow, w := k.oh, k.ow, g.W
+	hw := g.H * w
+	for p := lo; p < hi; p++ {
+		dy := k.a[p*oh*ow : (p+1)*oh*ow]
+		idx := k.idx[p*oh*ow : (p+1)*oh*ow]
+		dx := k.b[p*hw : (p+1)*hw]
+		for r := 0; r < oh; r++ {
+			dyr, ir := dy[r*ow:r*ow+ow], idx[r*ow:r*ow+ow]
+			ir = ir[:len(dyr)]
+			d0 := dx[2*r*w : 2*r*w+2*ow]
+			d1 := dx[(2*r+1)*w : (2*r+1)*w+2*ow]
+			d1 = d1[:len(d0)]
+			base := 2 * r * w
+			for c, v := range dyr {
+				// Branch-free (which tap won is unpredictable): each of the
+				// four gets dy's bits under a mask, then + 0, the general
+				// loop's cleared-then-added value (−0 becomes +0).
+				q, vb := int(ir[c])-(base+2*c), math.Float32bits(v)
+				var zero float32
+				d0[2*c] = math.Float32frombits(vb&mask32(q == 0)) + zero
+				d0[2*c+1] = math.Float32frombits(vb&mask32(q == 1)) + zero
+				d1[2*c] = math.Float32frombits(vb&mask32(q == w)) + zero
+				d1[2*c+1] = math.Float32frombits(vb&mask32(q == w+1)) + zero
+			}
+			if w > 2*ow { // an odd width: the last column is in no window
+				dx[2*r*w+2*ow] = 0
+				dx[(2*r+1)*w+2*ow] = 0
+			}
+		}
+		clear(dx[2*oh*w:]) // an odd height: the last row
 	}
 }
 

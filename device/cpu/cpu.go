@@ -60,6 +60,12 @@ func (d *Device) Name() string { return BackendName }
 // Info describes the host processor and its memory.
 func (d *Device) Info() device.Info { return hostInfo() }
 
+// CacheBlockBytes is 2 MiB, the L2 cache of one core of the machines the
+// backend was tuned on (device.CacheHinter): the CNN's second convolution
+// ran 1.7–2.5× faster unfolded two images (1.8 MB of columns) at a time
+// than as a whole batch of 64.
+func (d *Device) CacheBlockBytes() int { return 2 << 20 }
+
 // Stats reports the pool's counters.
 func (d *Device) Stats() device.MemStats { return d.pool.stats }
 
