@@ -5,6 +5,7 @@ import (
 	"unsafe"
 
 	"github.com/kilnml/kiln/device"
+	fastact "github.com/kilnml/kiln/device/cpu/internal/act"
 	"github.com/kilnml/kiln/device/cpu/internal/simd"
 )
 
@@ -282,25 +283,49 @@ func sumSq64(x []float32) float64 {
 	return (s0 + s1) + (s2 + s3)
 }
 
+// addBias adds bias to rows lo … hi−1 of the rows×cols x, one row at a
+// time: the AVX2 Add kernel over the row's largest multiple of 8 (plain
+// stores: x is read again by the next kernel), addLoop over the rest, so
+// each element is x + bias rounded once, on either path.
 func addBias(x, bias []float32, cols, lo, hi int) {
 	bias = bias[:cols]
+	m := 0
+	if useAVX2EW {
+		m = cols &^ 7
+	}
 	for r := lo; r < hi; r++ {
 		row := x[r*cols : r*cols+cols]
-		for j := range row {
-			row[j] += bias[j]
+		if m > 0 {
+			simd.Add(row[:m], row, bias, false)
 		}
+		addLoop(row[m:], row[m:], bias[m:])
 	}
 }
 
 // biasGrad sums the columns [lo, hi) of rows×cols dy into acc (float64),
-// then sets db = beta·db + acc. Chunks split the columns.
+// then sets db = beta·db + acc. Chunks split the columns. Each column is
+// added in row order, acc_j = ((dy_0j + dy_1j) + dy_2j) + …, whatever the
+// chunks; four rows are added per pass over acc, so acc is loaded and
+// stored once per four rows.
 func biasGrad(acc []float64, dy []float32, cols int, beta float32, db []float32, lo, hi int) {
 	a := acc[lo:hi]
 	clear(a)
+	n := hi - lo
 	rows := len(dy) / cols
-	for r := 0; r < rows; r++ {
-		row := dy[r*cols+lo : r*cols+hi]
-		for j := range row {
+	r := 0
+	for ; r+4 <= rows; r += 4 {
+		o := r*cols + lo
+		r0 := dy[o : o+n][:len(a)]
+		r1 := dy[o+cols : o+cols+n][:len(a)]
+		r2 := dy[o+2*cols : o+2*cols+n][:len(a)]
+		r3 := dy[o+3*cols : o+3*cols+n][:len(a)]
+		for j := range a {
+			a[j] = (((a[j] + float64(r0[j])) + float64(r1[j])) + float64(r2[j])) + float64(r3[j])
+		}
+	}
+	for ; r < rows; r++ {
+		row := dy[r*cols+lo : r*cols+lo+n][:len(a)]
+		for j := range a {
 			a[j] += float64(row[j])
 		}
 	}
@@ -370,15 +395,9 @@ func argmaxRows(x []float32, out []int32, cols, lo, hi int) {
 
 // Activation math. GELU uses the exact erf form; GELUTanh PyTorch's tanh
 // approximation; ELU expm1 (as PyTorch), so that it keeps its relative
-// accuracy near 0. Transcendentals run in float64 and round once. SiLU and
-// ELU have no AVX2 path.
-
-const (
-	invSqrt2    = 0.70710678118654752440
-	invSqrt2Pi  = 0.39894228040143267794 // 1/√(2π)
-	sqrt2OverPi = 0.79788456080286535588 // √(2/π)
-	geluC       = 0.044715
-)
+// accuracy near 0. All of the transcendental ones (GELU, GELUTanh, Tanh,
+// Sigmoid, SiLU, ELU) run in float32 through internal/act: an AVX2
+// kernel and its bit-identical scalar twin, accurate to a few ulp.
 
 // bitsOf views float32s as their IEEE-754 bit patterns (same memory).
 func bitsOf(x []float32) []uint32 {
@@ -461,37 +480,17 @@ func activate(act device.Activation, alpha float32, x, y []float32, total int) {
 		}
 		leakyLoop(alpha, x, x, y)
 	case device.Tanh:
-		for i, v := range x {
-			y[i] = float32(math.Tanh(float64(v)))
-		}
+		fastact.Forward(fastact.Tanh, x, y)
 	case device.Sigmoid:
-		for i, v := range x {
-			y[i] = float32(sigmoid64(float64(v)))
-		}
+		fastact.Forward(fastact.Sigmoid, x, y)
 	case device.GELU:
-		for i, v := range x {
-			z := float64(v)
-			y[i] = float32(0.5 * z * (1 + math.Erf(z*invSqrt2)))
-		}
+		fastact.Forward(fastact.GELU, x, y)
 	case device.GELUTanh:
-		for i, v := range x {
-			z := float64(v)
-			y[i] = float32(0.5 * z * (1 + math.Tanh(sqrt2OverPi*(z+geluC*z*z*z))))
-		}
+		fastact.Forward(fastact.GELUTanh, x, y)
 	case device.SiLU:
-		for i, v := range x {
-			z := float64(v)
-			y[i] = float32(z * sigmoid64(z))
-		}
+		fastact.Forward(fastact.SiLU, x, y)
 	case device.ELU:
-		a := float64(alpha)
-		for i, v := range x {
-			if v > 0 {
-				y[i] = v
-				continue
-			}
-			y[i] = float32(a * math.Expm1(float64(v)))
-		}
+		fastact.ELU(x, y, alpha)
 	}
 }
 
@@ -524,68 +523,25 @@ func activateGrad(act device.Activation, alpha float32, x, y, dy, dx []float32, 
 		leakyLoop(alpha, x, dy, dx)
 	case device.Tanh:
 		if y != nil {
-			y = y[:len(dy)]
-			for i, g := range dy {
-				t := y[i]
-				dx[i] = g * (1 - t*t)
-			}
+			fastact.GradY(fastact.Tanh, y, dy, dx)
 			return
 		}
-		x = x[:len(dy)]
-		for i, g := range dy {
-			t := math.Tanh(float64(x[i]))
-			dx[i] = float32(float64(g) * (1 - t*t))
-		}
+		fastact.GradX(fastact.Tanh, x, dy, dx)
 	case device.Sigmoid:
 		if y != nil {
-			y = y[:len(dy)]
-			for i, g := range dy {
-				s := y[i]
-				dx[i] = g * s * (1 - s)
-			}
+			fastact.GradY(fastact.Sigmoid, y, dy, dx)
 			return
 		}
-		x = x[:len(dy)]
-		for i, g := range dy {
-			s := sigmoid64(float64(x[i]))
-			dx[i] = float32(float64(g) * s * (1 - s))
-		}
+		fastact.GradX(fastact.Sigmoid, x, dy, dx)
 	case device.GELU:
-		x = x[:len(dy)]
-		for i, g := range dy {
-			z := float64(x[i])
-			cdf := 0.5 * (1 + math.Erf(z*invSqrt2))
-			pdf := invSqrt2Pi * math.Exp(-0.5*z*z)
-			dx[i] = float32(float64(g) * (cdf + z*pdf))
-		}
+		fastact.GradX(fastact.GELU, x, dy, dx)
 	case device.GELUTanh:
-		x = x[:len(dy)]
-		for i, g := range dy {
-			z := float64(x[i])
-			inner := sqrt2OverPi * (z + geluC*z*z*z)
-			t := math.Tanh(inner)
-			d := 0.5*(1+t) + 0.5*z*(1-t*t)*sqrt2OverPi*(1+3*geluC*z*z)
-			dx[i] = float32(float64(g) * d)
-		}
+		fastact.GradX(fastact.GELUTanh, x, dy, dx)
 	case device.SiLU:
-		// d/dx x·σ(x) = σ(x)·(1 + x·(1 − σ(x))).
-		x = x[:len(dy)]
-		for i, g := range dy {
-			z := float64(x[i])
-			s := sigmoid64(z)
-			dx[i] = float32(float64(g) * s * (1 + z*(1-s)))
-		}
+		// d/dx x·σ(x) = σ(x)·(1 + x·(1 − σ(x))) (internal/act).
+		fastact.GradX(fastact.SiLU, x, dy, dx)
 	case device.ELU:
 		// 1 for x > 0, else alpha·exp(x) (PyTorch's elu_backward from x).
-		x = x[:len(dy)]
-		a := float64(alpha)
-		for i, g := range dy {
-			v := x[i]
-			if v > 0 {
-				dx[i] = g
-				continue
-			}
-			dx[i] = float32(float64(g) * a * math.Exp(float64(v)))
-		}
+		fastact.ELUGrad(x, dy, dx, alpha)
 	}
 }
