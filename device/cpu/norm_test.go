@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -295,4 +296,286 @@ func TestNormTorchParity(t *testing.T) {
 	must(d.LayerNormGrad(l[0], l[1], l[2], l[5], l[6], l[7], l[8], l[9], R, K, 0))
 	got = append(append(append(get(l[4], R*K), get(l[7], R*K)...), get(l[8], K)...), get(l[9], K)...)
 	cmp("LayerNorm (y, dx, dgamma, dbeta)", got, tl)
+}
+
+// BenchmarkBatchNorm2d is the training-mode forward (statistics, running
+// update, y) and the backward (dx, dgamma, dbeta) of the CNN's two
+// BatchNorm2d layers (examples/mnist-cnn, batch 64): 32 channels of 28·28
+// and 64 channels of 14·14.
+func BenchmarkBatchNorm2d(b *testing.B) {
+	for _, sh := range [][3]int{{64, 32, 28 * 28}, {64, 64, 14 * 14}} {
+		b.Run(fmt.Sprintf("%dx%dx%d", sh[0], sh[1], sh[2]), func(b *testing.B) {
+			benchBatchNorm(b, sh[0], sh[1], sh[2])
+		})
+	}
+}
+
+// BenchmarkBatchNorm1d is BatchNorm1d over [N, C] (inner 1, the
+// outer-major path): a batch of 512 MLP rows of 260 features.
+func BenchmarkBatchNorm1d(b *testing.B) { benchBatchNorm(b, 512, 260, 1) }
+
+func benchBatchNorm(b *testing.B, outer, channels, inner int) {
+	d := New()
+	defer d.Close()
+	n := outer * channels * inner
+	alloc := func(m int, v float32) device.Buffer {
+		buf, err := d.Alloc(device.Float32, m)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := d.Fill(buf, m, v); err != nil {
+			b.Fatal(err)
+		}
+		return buf
+	}
+	x, dy, y, dx := alloc(n, 0), alloc(n, 0), alloc(n, 0), alloc(n, 0)
+	if err := d.RandNormal(x, n, 0.3, 1, 1, 0); err != nil {
+		b.Fatal(err)
+	}
+	if err := d.RandNormal(dy, n, 0, 1, 2, 0); err != nil {
+		b.Fatal(err)
+	}
+	gamma, beta, mean, invstd := alloc(channels, 1), alloc(channels, 0), alloc(channels, 0), alloc(channels, 0)
+	rm, rv, dg, db := alloc(channels, 0), alloc(channels, 1), alloc(channels, 0), alloc(channels, 0)
+	cfg := device.NormConfig{Eps: 1e-5, Momentum: 0.1}
+	b.Run("forward", func(b *testing.B) {
+		b.SetBytes(int64(4 * 3 * n)) // x twice, y once
+		for i := 0; i < b.N; i++ {
+			if err := d.BatchNorm(x, y, gamma, beta, mean, invstd, rm, rv, outer, channels, inner, true, cfg); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("backward", func(b *testing.B) {
+		b.SetBytes(int64(4 * 5 * n)) // x, dy twice, dx once
+		for i := 0; i < b.N; i++ {
+			if err := d.BatchNormGrad(x, dy, gamma, mean, invstd, dx, dg, db, outer, channels, inner, 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// TestBatchNormLargeMean checks the training forward and backward of the
+// channel-blocked path (inner ≥ bnFuseInner, lengths with every kind of
+// vector tail) on x = 1000 + U(−1, 1), where σ² ≈ 1/3 is 3·10⁶ times
+// smaller than μ², against a float64 two-pass evaluation. The kernels sum
+// in float64 (two passes), so μ, invstd, y, dx, dgamma and dbeta are each
+// within an ulp or two of the reference: 4·2⁻²⁴ relative plus 1e-6
+// absolute (y and dx are O(1) values computed from terms of size 1000 in
+// float64, about 1e-13 of error before the one float32 rounding). Summing
+// in float32, or a one-pass float32 variance, misses by orders of
+// magnitude more.
+func TestBatchNormLargeMean(t *testing.T) {
+	for _, sh := range [][3]int{{5, 3, 64}, {4, 7, 196}, {3, 2, 203}, {2, 3, 784}} {
+		outer, C, inner := sh[0], sh[1], sh[2]
+		n := outer * C * inner
+		x := normRand(n, 31, 999, 1001)
+		dy := normRand(n, 32, -1, 1)
+		gamma, beta := normRand(C, 33, 0.5, 1.5), normRand(C, 34, -1, 1)
+		d := New()
+		b := normBufs(t, d, x, dy, gamma, beta, make([]float32, n), make([]float32, C), make([]float32, C),
+			make([]float32, n), make([]float32, C), make([]float32, C))
+		cfg := device.NormConfig{Eps: 1e-5, Momentum: 0.1}
+		if err := d.BatchNorm(b[0], b[4], b[2], b[3], b[5], b[6], nil, nil, outer, C, inner, true, cfg); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.BatchNormGrad(b[0], b[1], b[2], b[5], b[6], b[7], b[8], b[9], outer, C, inner, 0); err != nil {
+			t.Fatal(err)
+		}
+		get := func(buf device.Buffer, m int) []float32 {
+			v := make([]float32, m)
+			if err := d.ReadF32(v, buf, 0); err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+		y, mean, invstd, dx, dg, db := get(b[4], n), get(b[5], C), get(b[6], C), get(b[7], n), get(b[8], C), get(b[9], C)
+		d.Close()
+		check := func(what string, i int, got float32, want float64) {
+			t.Helper()
+			if math.Abs(float64(got)-want) > 4*0x1p-24*math.Abs(want)+1e-6 {
+				t.Fatalf("shape %v: %s[%d] = %v, float64 reference %v", sh, what, i, got, want)
+			}
+		}
+		cnt := float64(outer * inner)
+		at := func(o, c, i int) int { return (o*C+c)*inner + i }
+		for c := 0; c < C; c++ {
+			var s, q, sg, sgx float64
+			for o := 0; o < outer; o++ {
+				for i := 0; i < inner; i++ {
+					s += float64(x[at(o, c, i)])
+				}
+			}
+			mu := s / cnt
+			for o := 0; o < outer; o++ {
+				for i := 0; i < inner; i++ {
+					v := float64(x[at(o, c, i)]) - mu
+					q += v * v
+				}
+			}
+			is := 1 / math.Sqrt(q/cnt+1e-5)
+			check("mean", c, mean[c], mu)
+			check("invstd", c, invstd[c], is)
+			// The backward works from the saved (float32) statistics.
+			m32, is32 := float64(mean[c]), float64(invstd[c])
+			for o := 0; o < outer; o++ {
+				for i := 0; i < inner; i++ {
+					j := at(o, c, i)
+					check("y", j, y[j], (float64(x[j])-mu)*is*float64(gamma[c])+float64(beta[c]))
+					g, xh := float64(dy[j]), (float64(x[j])-m32)*is32
+					sg += g
+					sgx += g * xh
+				}
+			}
+			check("dbeta", c, db[c], sg)
+			check("dgamma", c, dg[c], sgx)
+			for o := 0; o < outer; o++ {
+				for i := 0; i < inner; i++ {
+					j := at(o, c, i)
+					xh := (float64(x[j]) - m32) * is32
+					check("dx", j, dx[j], float64(gamma[c])*is32*(float64(dy[j])-sg/cnt-xh*sgx/cnt))
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkLayerNorm is the forward and the backward (dx, dgamma, dbeta)
+// of the nanoGPT recipe's LayerNorm ([batch·context, width] = [768, 128])
+// and the transformer block's ([2048, 384]).
+func BenchmarkLayerNorm(b *testing.B) {
+	for _, sh := range [][2]int{{768, 128}, {2048, 384}} {
+		b.Run(fmt.Sprintf("%dx%d", sh[0], sh[1]), func(b *testing.B) {
+			rows, cols := sh[0], sh[1]
+			d := New()
+			defer d.Close()
+			n := rows * cols
+			alloc := func(m int, v float32) device.Buffer {
+				buf, err := d.Alloc(device.Float32, m)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := d.Fill(buf, m, v); err != nil {
+					b.Fatal(err)
+				}
+				return buf
+			}
+			x, dy, y, dx := alloc(n, 0), alloc(n, 0), alloc(n, 0), alloc(n, 0)
+			if err := d.RandNormal(x, n, 0.3, 1, 1, 0); err != nil {
+				b.Fatal(err)
+			}
+			if err := d.RandNormal(dy, n, 0, 1, 2, 0); err != nil {
+				b.Fatal(err)
+			}
+			gamma, beta, dg, db := alloc(cols, 1.1), alloc(cols, 0.1), alloc(cols, 0), alloc(cols, 0)
+			mean, rstd := alloc(rows, 0), alloc(rows, 0)
+			b.Run("forward", func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					if err := d.LayerNorm(x, y, gamma, beta, mean, rstd, rows, cols, 1e-5); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("backward", func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					if err := d.LayerNormGrad(x, dy, gamma, mean, rstd, dx, dg, db, rows, cols, 0); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestLayerNormAgainstFloat64 checks LayerNorm and LayerNormGrad's y, mean,
+// rstd and dx, with and without gamma and beta, at widths with every kind
+// of vector tail and on x = 100 + U(−1, 1) (σ² ≈ 1/3, 3·10⁴ times smaller
+// than μ²), against a float64 two-pass evaluation of the definitions. The
+// kernels sum in float64 (two passes) and round each output once, so each
+// is within an ulp or two of the reference: 4·2⁻²⁴ relative plus 1e-6
+// absolute (y and dx are O(1) values from float64 terms of size 100,
+// about 1e-14 of error before the float32 rounding). A lost element,
+// chain, tail or gamma, or a float32 sum, misses by far more.
+func TestLayerNormAgainstFloat64(t *testing.T) {
+	d := New()
+	defer d.Close()
+	for _, cols := range []int{1, 5, 8, 13, 16, 31, 40, 128, 203, 384} {
+		for gb := 0; gb < 4; gb++ {
+			rows := 7
+			n := rows * cols
+			x, dy := normRand(n, 21, 99, 101), normRand(n, 22, -1, 1)
+			var gm, bt []float32
+			if gb&1 != 0 {
+				gm = normRand(cols, 23, 0.5, 1.5)
+			}
+			if gb&2 != 0 {
+				bt = normRand(cols, 24, -0.5, 0.5)
+			}
+			b := normBufs(t, d, x, dy, gm, bt, make([]float32, n), make([]float32, n), make([]float32, rows), make([]float32, rows))
+			if err := d.LayerNorm(b[0], b[4], b[2], b[3], b[6], b[7], rows, cols, 1e-5); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.LayerNormGrad(b[0], b[1], b[2], b[6], b[7], b[5], nil, nil, rows, cols, 0); err != nil {
+				t.Fatal(err)
+			}
+			read := func(buf device.Buffer, m int) []float32 {
+				v := make([]float32, m)
+				if err := d.ReadF32(v, buf, 0); err != nil {
+					t.Fatal(err)
+				}
+				return v
+			}
+			y, dx, mf, rf := read(b[4], n), read(b[5], n), read(b[6], rows), read(b[7], rows)
+			near := func(what string, i int, got float32, want float64) {
+				t.Helper()
+				if math.Abs(float64(got)-want) > 4*0x1p-24*math.Abs(want)+1e-6 {
+					t.Fatalf("cols=%d gb=%d %s[%d]: got %v, want %v", cols, gb, what, i, got, want)
+				}
+			}
+			for r := 0; r < rows; r++ {
+				xr, gr := x[r*cols:(r+1)*cols], dy[r*cols:(r+1)*cols]
+				m := 0.0
+				for _, v := range xr {
+					m += float64(v)
+				}
+				m /= float64(cols)
+				q := 0.0
+				for _, v := range xr {
+					q += (float64(v) - m) * (float64(v) - m)
+				}
+				rs := 1 / math.Sqrt(q/float64(cols)+1e-5)
+				near("mean", r, mf[r], m)
+				near("rstd", r, rf[r], rs)
+				// dx from the saved (float32) statistics, as the contract says.
+				ms, rss := float64(mf[r]), float64(rf[r])
+				s, sx := 0.0, 0.0
+				for j, v := range xr {
+					g := float64(gr[j])
+					if gm != nil {
+						g *= float64(gm[j])
+					}
+					s += g
+					sx += g * (float64(v) - ms) * rss
+				}
+				for j, v := range xr {
+					xh := (float64(v) - m) * rs
+					wy := xh
+					if gm != nil {
+						wy *= float64(gm[j])
+					}
+					if bt != nil {
+						wy += float64(bt[j])
+					}
+					near("y", r*cols+j, y[r*cols+j], wy)
+					g := float64(gr[j])
+					if gm != nil {
+						g *= float64(gm[j])
+					}
+					wd := rss * (g - s/float64(cols) - (float64(v)-ms)*rss*sx/float64(cols))
+					near("dx", r*cols+j, dx[r*cols+j], wd)
+				}
+			}
+		}
+	}
 }
