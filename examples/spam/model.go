@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"time"
 
 	"github.com/kilnml/kiln/data"
@@ -16,25 +17,36 @@ import (
 // named children, so nn.NewParamSet gives its parameters PyTorch's
 // state_dict names (embedding.weight, hidden.weight, …):
 //
-//	e = Embedding(ids)                 [B, T, D]
-//	p = Σ_t pool[b, t]·e[b, t, :]      [B, D]   masked pooling: pool is 1/√len on real tokens, 0 on padding
-//	logits = Out(ReLU(Hidden(Dropout(p))))
+//	e = Embedding(ids)                     [B, T, D]
+//	p[b, k, :] = Σ_t pool[b, k, t]·e[b, t, :]  [B, P, D]   masked pooling, P pools
+//	logits = Out(ReLU(Hidden(Dropout(p as [B, P·D])))) [+ Wide(bow)]
 //
-// The pooling weights are a second input: set them with SetPool before
-// each Forward.
+// With one pool, pool[b, 0, t] is 1/√len on the real tokens and 0 on the
+// padding; with three (one per token family: words, word pairs, byte
+// 4-grams), pool[b, k, t] is 1/√len_k on the tokens of family k, so the
+// many 4-grams of a long message do not drown its words. The pooling
+// weights are a second input: set them with SetPool before each Forward.
+//
+// With a wide part (wide > 0), a linear term over the binary bag of words
+// of the wide most frequent training words is added to the logits (Wide &
+// Deep): the deep part then only has to learn what a linear model of the
+// words misses. SetPool also sets that input.
 type bagModel struct {
 	Embedding *nn.Embedding
 	Dropout   *nn.Dropout
 	Hidden    *nn.Linear
 	Out       *nn.Linear
-	pool      *nn.Tensor
+	Wide      *nn.Linear // nil without a wide part
+	pools     int
+	pool, bow *nn.Tensor
 }
 
-func newBagModel(buckets, dim, hidden int) *bagModel {
+func newBagModel(buckets, dim, hidden, pools, wide int) *bagModel {
 	m := &bagModel{
 		Embedding: nn.NewEmbedding(buckets, dim),
-		Dropout:   &nn.Dropout{P: 0.2},
-		Hidden:    nn.NewLinear(dim, hidden, true),
+		Dropout:   &nn.Dropout{P: 0.2}, // fit sets P from modelCfg
+		Hidden:    nn.NewLinear(pools*dim, hidden, true),
+		pools:     pools,
 		Out:       nn.NewLinear(hidden, 2, true),
 	}
 	// PyTorch's nn.Embedding starts from N(0, 1); a bag of thousands of
@@ -42,11 +54,15 @@ func newBagModel(buckets, dim, hidden int) *bagModel {
 	// them at ±1/dim), so the table's Init is set before NewParamSet
 	// draws it.
 	m.Embedding.Weight.Init = nn.NormalInit(0, 0.01)
+	if wide > 0 {
+		m.Wide = nn.NewLinear(wide, 2, false)
+	}
 	return m
 }
 
-// SetPool sets the pooling weights [B, 1, T] of the next Forward.
-func (m *bagModel) SetPool(w *nn.Tensor) { m.pool = w }
+// SetPool sets the pooling weights [B, P, T] and, with a wide part, the
+// bag of words [B, wide] of the next Forward.
+func (m *bagModel) SetPool(w, bow *nn.Tensor) { m.pool, m.bow = w, bow }
 
 func (m *bagModel) Forward(g *nn.Graph, ids *nn.Tensor) (*nn.Tensor, error) {
 	if m.pool == nil {
@@ -56,11 +72,11 @@ func (m *bagModel) Forward(g *nn.Graph, ids *nn.Tensor) (*nn.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := g.BatchedMatMul(m.pool, e, false, false) // [B, 1, D]
+	p, err := g.BatchedMatMul(m.pool, e, false, false) // [B, P, D]
 	if err != nil {
 		return nil, err
 	}
-	p, err = g.Reshape(p, ids.Shape()[0], m.Embedding.Dim)
+	p, err = g.Reshape(p, ids.Shape()[0], m.pools*m.Embedding.Dim)
 	if err != nil {
 		return nil, err
 	}
@@ -74,38 +90,71 @@ func (m *bagModel) Forward(g *nn.Graph, ids *nn.Tensor) (*nn.Tensor, error) {
 	if h, err = g.Activate(device.ReLU, 0, h); err != nil {
 		return nil, err
 	}
-	return m.Out.Forward(g, h)
+	out, err := m.Out.Forward(g, h)
+	if err != nil || m.Wide == nil {
+		return out, err
+	}
+	if m.bow == nil {
+		return nil, fmt.Errorf("bagModel: the wide part needs the bag of words (SetPool)")
+	}
+	wide, err := m.Wide.Forward(g, m.bow)
+	if err != nil {
+		return nil, err
+	}
+	return g.Add(out, wide)
 }
 
 func (m *bagModel) Children() []nn.Child {
-	return []nn.Child{
+	c := []nn.Child{
 		{Name: "embedding", Module: m.Embedding},
 		{Name: "dropout", Module: m.Dropout},
 		{Name: "hidden", Module: m.Hidden},
 		{Name: "out", Module: m.Out},
 	}
+	if m.Wide != nil {
+		c = append(c, nn.Child{Name: "wide", Module: m.Wide})
+	}
+	return c
 }
 
 func (m *bagModel) OwnParams() []*nn.Param { return nil }
-func (m *bagModel) SetTraining(bool)       {}
+
+// wide is the vocabulary of the wide part, 0 without one.
+func (m *bagModel) wide() int {
+	if m.Wide == nil {
+		return 0
+	}
+	return m.Wide.In
+}
+func (m *bagModel) SetTraining(bool) {}
 
 // batch holds the host and device buffers of one batch, allocated once.
 type batch struct {
 	dev             device.Device
-	T               int
+	T, P, V         int
 	hids            []int32
-	hpool           []float32
+	hpool, hbow     []float32
 	hlab            []int32
 	ids, pool, labs device.Buffer
+	bow             device.Buffer // [rows, V] when V > 0
+	// tokenDrop, when > 0, drops each real token of a message with this
+	// probability at load (training only), drawing from rng.
+	tokenDrop float64
+	rng       *rand.Rand
 }
 
-func newBatch(dev device.Device, rows, T int) (*batch, error) {
-	b := &batch{dev: dev, T: T, hids: make([]int32, rows*T), hpool: make([]float32, rows*T), hlab: make([]int32, rows)}
+func newBatch(dev device.Device, rows, T, P, V int) (*batch, error) {
+	b := &batch{dev: dev, T: T, P: P, V: V, hids: make([]int32, rows*T), hpool: make([]float32, rows*P*T), hbow: make([]float32, rows*V), hlab: make([]int32, rows)}
 	var err error
+	if V > 0 {
+		if b.bow, err = dev.Alloc(device.Float32, rows*V); err != nil {
+			return nil, err
+		}
+	}
 	if b.ids, err = dev.Alloc(device.Int32, rows*T); err != nil {
 		return nil, err
 	}
-	if b.pool, err = dev.Alloc(device.Float32, rows*T); err != nil {
+	if b.pool, err = dev.Alloc(device.Float32, rows*P*T); err != nil {
 		return nil, err
 	}
 	if b.labs, err = dev.Alloc(device.Int32, rows); err != nil {
@@ -118,32 +167,76 @@ func (b *batch) free() {
 	b.dev.Free(b.ids)
 	b.dev.Free(b.pool)
 	b.dev.Free(b.labs)
+	if b.bow != nil {
+		b.dev.Free(b.bow)
+	}
 }
 
 // load copies the samples idx of tk to the device and returns the inputs of
-// the model (ids [rows, T], pooling weights [rows, 1, T]) on g and the
-// labels. The pooling weight of a real token is 1/√len: between the mean
-// (1/len, which lets a long message dilute its few telling tokens) and the
-// sum (1, which lets long messages saturate the hidden layer); on this
-// corpus it was the better of the three by about 0.3 points of accuracy.
-func (b *batch) load(g *nn.Graph, tk *tokens, idx []int) (ids, pool *nn.Tensor, labels device.Buffer, err error) {
-	T, rows := b.T, len(idx)
+// the model (ids [rows, T], pooling weights [rows, P, T]) on g and the
+// labels. The pooling weight of a real token is 1/√len (len counted in its
+// pool): between the mean (1/len, which lets a long message dilute its few
+// telling tokens) and the sum (1, which lets long messages saturate the
+// hidden layer). With token dropout the weights are 1/√kept on the kept
+// tokens.
+func (b *batch) load(g *nn.Graph, tk *tokens, idx []int) (ids, pool, bow *nn.Tensor, labels device.Buffer, err error) {
+	T, P, V, rows := b.T, b.P, b.V, len(idx)
+	if V > 0 && len(tk.bow) != len(tk.labels) {
+		err = fmt.Errorf("the wide part needs the bag of words of the set")
+		return
+	}
 	for r, s := range idx {
 		copy(b.hids[r*T:(r+1)*T], tk.ids[s*T:(s+1)*T])
-		w := b.hpool[r*T : (r+1)*T]
+		w := b.hpool[r*P*T : (r+1)*P*T]
 		clear(w)
-		if n := tk.count[s]; n > 0 {
-			v := float32(1 / math.Sqrt(float64(n)))
-			for t := 0; t < n; t++ {
-				w[t] = v
+		fam := tk.fam[s*T : (s+1)*T]
+		var kept [families]int
+		for t := 0; t < tk.count[s]; t++ {
+			if b.tokenDrop > 0 && b.rng.Float64() < b.tokenDrop {
+				continue
+			}
+			k := 0
+			if P > 1 {
+				k = int(fam[t])
+			}
+			w[k*T+t] = 1
+			kept[k]++
+		}
+		for k := 0; k < P; k++ {
+			if kept[k] == 0 {
+				continue
+			}
+			v := float32(1 / math.Sqrt(float64(kept[k])))
+			for t, x := range w[k*T : (k+1)*T] {
+				if x != 0 {
+					w[k*T+t] = v
+				}
 			}
 		}
 		b.hlab[r] = tk.labels[s]
+		if V > 0 {
+			x := b.hbow[r*V : (r+1)*V]
+			clear(x)
+			for _, j := range tk.bow[s] {
+				x[j] = 1
+				if tk.bowScale != nil {
+					x[j] = tk.bowScale[j]
+				}
+			}
+		}
+	}
+	if V > 0 {
+		if err = b.dev.WriteF32(b.bow, 0, b.hbow[:rows*V]); err != nil {
+			return
+		}
+		if bow, err = g.Input(b.bow, rows, V); err != nil {
+			return
+		}
 	}
 	if err = b.dev.WriteI32(b.ids, 0, b.hids[:rows*T]); err != nil {
 		return
 	}
-	if err = b.dev.WriteF32(b.pool, 0, b.hpool[:rows*T]); err != nil {
+	if err = b.dev.WriteF32(b.pool, 0, b.hpool[:rows*P*T]); err != nil {
 		return
 	}
 	if err = b.dev.WriteI32(b.labs, 0, b.hlab[:rows]); err != nil {
@@ -152,7 +245,7 @@ func (b *batch) load(g *nn.Graph, tk *tokens, idx []int) (ids, pool *nn.Tensor, 
 	if ids, err = g.InputIndices(b.ids, rows, T); err != nil {
 		return
 	}
-	if pool, err = g.Input(b.pool, rows, 1, T); err != nil {
+	if pool, err = g.Input(b.pool, rows, P, T); err != nil {
 		return
 	}
 	labels = b.labs
@@ -163,10 +256,17 @@ func (b *batch) load(g *nn.Graph, tk *tokens, idx []int) (ids, pool *nn.Tensor, 
 }
 
 // fit trains the model with AdamW and a cosine schedule with a short
-// warm-up, counted in steps. Weight decay applies to the hidden and output
-// matrices only: AdamW decays every row of the table at every step, even
-// rows of tokens absent from the batch, which would erase rare tokens.
-func fit(dev device.Device, m *bagModel, params *nn.ParamSet, tk *tokens, o options, w io.Writer) error {
+// warm-up, counted in steps, with the dropout and token dropout of o.
+// Weight decay applies to the hidden, output and wide matrices only: AdamW
+// decays every row of the table at every step, even rows of tokens absent
+// from the batch, which would erase rare tokens.
+//
+// With val (the validation split; nil for none) it scores the model on val
+// after every epoch and, when training ends, restores the weights of the
+// epoch with the lowest validation loss (early stopping: o.epochs is then
+// the longest it trains), and returns that epoch (1-based; o.epochs without
+// val). It prints every epoch's mean training loss to w when w is not nil.
+func fit(dev device.Device, m *bagModel, params *nn.ParamSet, tk, val *tokens, o modelCfg, seed uint64, w io.Writer) (int, error) {
 	n := len(tk.labels)
 	bs := min(o.batch, n)
 	steps := o.epochs * ((n + bs - 1) / bs)
@@ -182,115 +282,185 @@ func fit(dev device.Device, m *bagModel, params *nn.ParamSet, tk *tokens, o opti
 		train.ParamGroup{Name: "decay", Params: decay, WeightDecay: 0.01},
 		train.ParamGroup{Name: "no_decay", Params: noDecay})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	sched := &train.Cosine{Base: o.lr, Min: o.lr / 20, Warmup: max(1, steps/20), Total: steps + 1, Steps: true}
-	b, err := newBatch(dev, bs, tk.T)
+	b, err := newBatch(dev, bs, tk.T, m.pools, m.wide())
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer b.free()
+	b.tokenDrop, b.rng = o.tokenDrop, rand.New(rand.NewPCG(seed, 0x70c))
+	m.Dropout.P = float32(o.dropout)
+	values, _ := params.Flat()
+	var best device.Buffer
+	bestEpoch, bestLoss := o.epochs, math.Inf(1)
+	if val != nil {
+		if best, err = dev.Alloc(device.Float32, params.NumParams()); err != nil {
+			return 0, err
+		}
+		defer dev.Free(best)
+	}
 	lossSum, err := dev.Alloc(device.Float32, 1)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer dev.Free(lossSum)
 	g := nn.NewGraph(dev)
 	defer g.Free()
-	g.SetRNG(o.seed^0xd00d, 0)
+	g.SetRNG(seed^0xd00d, 0)
 	for epoch := 0; epoch < o.epochs; epoch++ {
 		began := time.Now()
 		nn.SetTraining(m, true)
 		if err := dev.Fill(lossSum, 1, 0); err != nil {
-			return err
+			return 0, err
 		}
-		order := data.Permutation(n, o.seed, epoch)
+		order := data.Permutation(n, seed, epoch)
 		for start := 0; start < n; start += bs {
 			idx := order[start:min(start+bs, n)]
-			ids, pool, labels, err := b.load(g, tk, idx)
+			ids, pool, bow, labels, err := b.load(g, tk, idx)
 			if err != nil {
-				return err
+				return 0, err
 			}
 			opt.SetLR(float32(sched.LR()))
 			if err := params.ZeroGrad(); err != nil {
-				return err
+				return 0, err
 			}
-			m.SetPool(pool)
+			m.SetPool(pool, bow)
 			logits, err := m.Forward(g, ids)
 			if err != nil {
-				return err
+				return 0, err
 			}
 			loss, err := g.Loss(device.SoftmaxCrossEntropy, logits, labels)
 			if err != nil {
-				return err
+				return 0, err
 			}
 			if err := g.Backward(loss); err != nil {
-				return err
+				return 0, err
 			}
 			if err := dev.Axpy(float32(len(idx)), loss.Value(), lossSum, 1); err != nil {
-				return err
+				return 0, err
 			}
 			if err := opt.Step(); err != nil {
-				return err
+				return 0, err
 			}
 			sched.Step(math.NaN())
 			g.Reset()
 		}
 		var s [1]float32
 		if err := dev.ReadF32(s[:], lossSum, 0); err != nil {
-			return err
+			return 0, err
 		}
 		mean := float64(s[0]) / float64(n)
 		if math.IsNaN(mean) || math.IsInf(mean, 0) {
-			return fmt.Errorf("epoch %d: training loss %g: diverged (lower -lr)", epoch+1, mean)
+			return 0, fmt.Errorf("epoch %d: training loss %g: diverged (lower -lr)", epoch+1, mean)
 		}
-		fmt.Fprintf(w, "  epoch %d/%d  train loss %.4f  %.1fs\n", epoch+1, o.epochs, mean, time.Since(began).Seconds())
+		if w != nil {
+			fmt.Fprintf(w, "  seed %d epoch %d/%d  train loss %.4f  %.1fs\n", seed, epoch+1, o.epochs, mean, time.Since(began).Seconds())
+		}
+		if val != nil {
+			vm, err := score(dev, m, val, 256)
+			if err != nil {
+				return 0, err
+			}
+			if w != nil {
+				fmt.Fprintf(w, "    validation loss %.4f accuracy %.4f\n", vm.Loss, vm.Accuracy)
+			}
+			if vm.Loss < bestLoss {
+				bestEpoch, bestLoss = epoch+1, vm.Loss
+				if err := dev.Copy(best, values, params.NumParams()); err != nil {
+					return 0, err
+				}
+			}
+		}
 	}
-	return nil
+	if val != nil {
+		if err := dev.Copy(values, best, params.NumParams()); err != nil {
+			return 0, err
+		}
+	}
+	return bestEpoch, nil
 }
 
-// predict returns the predicted class of every message of tk (evaluation
-// mode: dropout off, no tape).
-func predict(dev device.Device, m *bagModel, tk *tokens, bs int) ([]int32, error) {
+// score runs the model over every message of tk in evaluation mode
+// (dropout off, no tape) and returns its accuracy, precision, recall, F1,
+// confusion matrix and mean cross-entropy.
+func score(dev device.Device, m *bagModel, tk *tokens, bs int) (train.Metrics, error) {
+	p, err := probs(dev, m, tk, bs)
+	if err != nil {
+		return train.Metrics{}, err
+	}
+	return metricsOf(tk.labels, p)
+}
+
+// probs returns the model's class probabilities (ham, spam) of every
+// message of tk, in evaluation mode. The logits are read back and the
+// softmax is taken on the host in float64.
+func probs(dev device.Device, m *bagModel, tk *tokens, bs int) ([][2]float64, error) {
 	n := len(tk.labels)
+	if n == 0 {
+		return nil, fmt.Errorf("score: no messages")
+	}
 	bs = min(bs, n)
 	nn.SetTraining(m, false)
-	b, err := newBatch(dev, bs, tk.T)
+	b, err := newBatch(dev, bs, tk.T, m.pools, m.wide())
 	if err != nil {
 		return nil, err
 	}
 	defer b.free()
-	am, err := dev.Alloc(device.Int32, bs)
-	if err != nil {
-		return nil, err
-	}
-	defer dev.Free(am)
 	g := nn.NewGraph(dev)
 	defer g.Free()
 	g.SetGradEnabled(false)
-	pred := make([]int32, n)
+	p := make([][2]float64, n)
 	idx := make([]int, bs)
+	logits := make([]float32, 2*bs)
 	for start := 0; start < n; start += bs {
 		rows := min(bs, n-start)
 		for j := 0; j < rows; j++ {
 			idx[j] = start + j
 		}
-		ids, pool, _, err := b.load(g, tk, idx[:rows])
+		ids, pool, bow, _, err := b.load(g, tk, idx[:rows])
 		if err != nil {
 			return nil, err
 		}
-		m.SetPool(pool)
-		logits, err := m.Forward(g, ids)
+		m.SetPool(pool, bow)
+		out, err := m.Forward(g, ids)
 		if err != nil {
 			return nil, err
 		}
-		if err := dev.ArgmaxRows(logits.Value(), rows, 2, am); err != nil {
+		if err := dev.ReadF32(logits[:2*rows], out.Value(), 0); err != nil {
 			return nil, err
 		}
-		if err := dev.ReadI32(pred[start:start+rows], am, 0); err != nil {
-			return nil, err
+		for j := 0; j < rows; j++ {
+			z0, z1 := float64(logits[2*j]), float64(logits[2*j+1])
+			hi := max(z0, z1)
+			e0, e1 := math.Exp(z0-hi), math.Exp(z1-hi)
+			p[start+j] = [2]float64{e0 / (e0 + e1), e1 / (e0 + e1)}
 		}
 		g.Reset()
 	}
-	return pred, nil
+	return p, nil
+}
+
+// metricsOf scores class probabilities against the labels: the predicted
+// class is the more probable (ham on a tie), the loss the mean
+// cross-entropy −log p(label), summed in message order.
+func metricsOf(labels []int32, p [][2]float64) (train.Metrics, error) {
+	if len(p) != len(labels) {
+		return train.Metrics{}, fmt.Errorf("%d probabilities for %d labels", len(p), len(labels))
+	}
+	pred := make([]int32, len(p))
+	loss := 0.0
+	for i, q := range p {
+		if q[1] > q[0] {
+			pred[i] = 1
+		}
+		loss -= math.Log(max(q[labels[i]], 1e-300))
+	}
+	met, err := train.ClassMetrics(labels, pred, 2)
+	if err != nil {
+		return train.Metrics{}, err
+	}
+	met.Loss = loss / float64(len(p))
+	return met, nil
 }
