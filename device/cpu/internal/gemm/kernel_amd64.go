@@ -142,11 +142,25 @@ func init() {
 }
 
 func archKernels() []*kernel {
+	return kernelsFor(x86Features{
+		avx512f: cpu.X86.HasAVX512F, avx512bw: cpu.X86.HasAVX512BW,
+		avx2: cpu.X86.HasAVX2, fma: cpu.X86.HasFMA,
+	})
+}
+
+// x86Features are the processor features the kernels of kernel_amd64.s
+// need.
+type x86Features struct{ avx512f, avx512bw, avx2, fma bool }
+
+// kernelsFor returns the kernels a processor with features f can run, best
+// first. The AVX-512 edge kernels build their store masks with KMOVD and
+// KSHIFTRD, which are AVX512BW (not AVX512F) instructions.
+func kernelsFor(f x86Features) []*kernel {
 	var ks []*kernel
-	if cpu.X86.HasAVX512F && cpu.X86.HasAVX2 && cpu.X86.HasFMA {
+	if f.avx512f && f.avx512bw && f.avx2 && f.fma {
 		ks = append(ks, avx512Kernel)
 	}
-	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
+	if f.avx2 && f.fma {
 		ks = append(ks, avx2Kernel)
 	}
 	return ks
