@@ -117,7 +117,7 @@ const tieEps = 1e-9
 // selection table (README.md), not tuned on any test split.
 const (
 	quickModelEpochs = 4
-	quickBaseEpochs  = 10
+	quickBaseEpochs  = 15
 	quickSeeds       = "1,2,3"
 	evalSeeds        = "1,2,3,4,5,6,7,8,9,10"
 	selectSeeds      = "1,2,3"
