@@ -16,6 +16,13 @@
 # is used as the environment has it (printed, never set here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# PyTorch runs with Debian's OpenMP OpenBLAS when it is installed (with the
+# default pthread build torch at 2 threads is 3-5x slower); kiln's binaries
+# keep the environment as it is.
+torchpy() {
+	local omp=/usr/lib/x86_64-linux-gnu/openblas-openmp
+	if [ -d "$omp" ]; then LD_LIBRARY_PATH="$omp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" /usr/bin/python3 "$@"; else /usr/bin/python3 "$@"; fi
+}
 steps=${1:-20}
 rounds=${2:-3}
 batch=${BATCH:-64}
@@ -41,7 +48,7 @@ go build -tags openblas -o "$tmp/kiln-openblas" ./bench/cnnbench
 runner() { # runner NAME: one run, its output to stdout
 	case $1 in
 	kiln-default | kiln-openblas) "$tmp/$1" -batch "$batch" -steps "$steps" -warmup "$warmup" ;;
-	torch) /usr/bin/python3 bench/torch_cnn.py --batch "$batch" --steps "$steps" --warmup "$warmup" ;;
+	torch) torchpy bench/torch_cnn.py --batch "$batch" --steps "$steps" --warmup "$warmup" ;;
 	esac
 }
 names=(kiln-default kiln-openblas torch)

@@ -3,7 +3,7 @@
 # AdamW 1e-3 → 1e-4, warm-up 100, dropout 0, character-level) on the
 # embedded Moby-Dick, trained by `kiln lm train` (default build, and the
 # -tags openblas build when OpenBLAS is installed) and by PyTorch 1.13 with
-# two threads (bench/torch_gpt.py), one after the other, with the same
+# two threads and one (bench/torch_gpt.py), one after the other, with the same
 # number of steps; prints each one's final validation loss and its mean
 # training tokens/s (evaluation excluded).
 #
@@ -11,6 +11,13 @@
 #   EVAL_EVERY=N bench/lm.sh   validation interval (default 250)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# PyTorch runs with Debian's OpenMP OpenBLAS when it is installed (with the
+# default pthread build torch at 2 threads is 3-5x slower); kiln's binaries
+# keep the environment as it is.
+torchpy() {
+	local omp=/usr/lib/x86_64-linux-gnu/openblas-openmp
+	if [ -d "$omp" ]; then LD_LIBRARY_PATH="$omp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" /usr/bin/python3 "$@"; else /usr/bin/python3 "$@"; fi
+}
 iters=${1:-2000}
 every=${EVAL_EVERY:-250}
 tmp=$(mktemp -d)
@@ -33,9 +40,11 @@ for b in "${builds[@]}"; do
 	tps=$(sed -n 's/.*mean \([0-9]*\) tokens\/s.*/\1/p' "$tmp/kiln-$b.log")
 	summary+=("$(printf '%-22s val loss %s  tokens/s %s' "kiln ($b)" "$val" "$tps")")
 done
-echo "== PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)'), 2 threads"
-/usr/bin/python3 bench/torch_gpt.py --iters "$iters" --eval-every "$every" --threads 2 | grep -v '^step .*tok/s$' | tee "$tmp/torch.log"
-summary+=("$(printf '%-22s val loss %s  tokens/s %s' "pytorch" "$(sed -n 's/^val loss: //p' "$tmp/torch.log")" "$(sed -n 's/^tokens\/s: //p' "$tmp/torch.log")")")
+for th in 2 1; do
+	echo "== PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)'), $th thread(s)"
+	torchpy bench/torch_gpt.py --iters "$iters" --eval-every "$every" --threads "$th" | grep -v '^step .*tok/s$' | tee "$tmp/torch-$th.log"
+	summary+=("$(printf '%-22s val loss %s  tokens/s %s' "pytorch ($th thread(s))" "$(sed -n 's/^val loss: //p' "$tmp/torch-$th.log")" "$(sed -n 's/^tokens\/s: //p' "$tmp/torch-$th.log")")")
+done
 
 echo "== summary ($iters steps; load average now $(cut -d' ' -f1-3 /proc/loadavg))"
 printf '%s\n' "${summary[@]}"
