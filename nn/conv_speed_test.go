@@ -117,7 +117,7 @@ func TestConv2dGroupsMatchWholeBatch(t *testing.T) {
 		groups      []int
 	}{
 		{"3x3pad1", 5, 3, 8, 7, 4, [2]int{1, 1}, [2]int{1, 1}, []int{1, 2, 3}},
-		{"stride2", 4, 2, 9, 8, 3, [2]int{2, 2}, [2]int{1, 0}, []int{1, 3}},
+		{"stride2", 5, 2, 9, 8, 3, [2]int{2, 2}, [2]int{1, 0}, []int{1, 3}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := rng(400)
@@ -210,7 +210,7 @@ func BenchmarkConv2dStep(b *testing.B) {
 	for _, s := range []struct {
 		name      string
 		c, hw, oc int
-	}{{"conv2", 32, 28, 32}, {"conv4", 64, 14, 64}} {
+	}{{"conv2", 32, 28, 32}, {"conv3", 32, 14, 64}, {"conv4", 64, 14, 64}} {
 		const n = 64
 		shapes := [][]int{{n, s.c, s.hw, s.hw}, {s.oc, s.c, 3, 3}, {s.oc}}
 		var bufs []device.Buffer
@@ -303,7 +303,9 @@ func TestConvGroup(t *testing.T) {
 	}{
 		{"conv1 fits", dev, 64, 32, 9, 784, 64},
 		{"conv2", dev, 64, 32, 288, 784, 2},
-		{"conv3", dev, 64, 64, 288, 196, 9},
+		{"conv3: 9 fit, 8 groups of 8", dev, 64, 64, 288, 196, 8},
+		{"conv3, batch 50: 9 fit, 6 groups of 9 or fewer", dev, 50, 64, 288, 196, 9},
+		{"conv3, batch 40: 9 fit, 5 groups of 8", dev, 40, 64, 288, 196, 8},
 		{"conv4", dev, 64, 64, 576, 196, 4},
 		{"one image", dev, 1, 32, 288, 784, 1},
 		{"large kernel, small map", dev, 64, 512, 4608, 49, 64},

@@ -140,8 +140,9 @@ func (g *Graph) Conv2d(x, w, b *Tensor, stride, padding, dilation [2]int) (*Tens
 var convGroupFloats = 0
 
 // convGroup is how many images Conv2d unfolds at a time: all of them when
-// their columns fit in the budget (or N is 1), else as many as fit
-// (at least one) — on a device that gives a cache hint (device.CacheHinter:
+// their columns fit in the budget (or N is 1), else at most as many as fit
+// (at least one), in as few groups as that allows and as equal as they
+// can be — on a device that gives a cache hint (device.CacheHinter:
 // the CPU backend's is 2 MiB; BenchmarkConv2dStep, the CNN's second
 // convolution: groups of 2 images, 1.8 MB of columns, were 1.7–2.5× faster
 // than the whole batch, groups of 1 and 4 in between), and only when the
@@ -175,7 +176,14 @@ func convGroup(dev device.Device, n, oc, ck, p int) int {
 	// At most maxConvGroups groups: each costs the graph's view cache five
 	// entries (x, y, dy, dx and the dW partials of the group), kept across
 	// steps; with many, a deep network would overflow it every step.
-	return min(n, max(1, budget/per, (n+maxConvGroups-1)/maxConvGroups))
+	g := min(n, max(1, budget/per, (n+maxConvGroups-1)/maxConvGroups))
+	// As many groups as g needs, with the images shared out evenly: the
+	// CNN's third convolution (9 images fit) runs 8 groups of 8, not 7 of
+	// 9 and a lone image whose Im2Col and Col2Im are too small to split
+	// across cores and whose GEMMs split by tiles instead of by image.
+	// Never more images than fit, never more groups.
+	groups := (n + g - 1) / g
+	return (n + groups - 1) / groups
 }
 
 // maxConvGroups bounds how many groups one Conv2d splits its batch into.
