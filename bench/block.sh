@@ -17,13 +17,6 @@
 # is used as the environment has it (printed, never set here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# PyTorch runs with Debian's OpenMP OpenBLAS when it is installed (with the
-# default pthread build torch at 2 threads is 3-5x slower); kiln's binaries
-# keep the environment as it is.
-torchpy() {
-	local omp=/usr/lib/x86_64-linux-gnu/openblas-openmp
-	if [ -d "$omp" ]; then LD_LIBRARY_PATH="$omp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" /usr/bin/python3 "$@"; else /usr/bin/python3 "$@"; fi
-}
 steps=${1:-10}
 rounds=${2:-3}
 batch=${BATCH:-8}
@@ -32,17 +25,8 @@ warmup=2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-openblas_core() { # the core OpenBLAS picks at run time, from library $1
-	/usr/bin/python3 -c 'import ctypes, sys
-l = ctypes.CDLL(sys.argv[1]); l.openblas_get_corename.restype = ctypes.c_char_p
-print(l.openblas_get_corename().decode())' "$1" 2>/dev/null || echo "?"
-}
-echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?') (plus the working tree)"
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1) (family $(lscpu | sed -n 's/^CPU family: *//p') model $(lscpu | sed -n 's/^Model: *//p')), $(nproc) cores"
-echo "flags: $(grep -m1 -o -w -E 'avx2|fma|avx512f|avx512bw|avx512vl|avx512_vnni|avx512_bf16|amx_tile' /proc/cpuinfo | sort -u | tr '\n' ' ')"
-echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}; OpenBLAS core: $(openblas_core /usr/lib/x86_64-linux-gnu/libopenblas.so.0) (libopenblas.so.0, kiln -tags openblas), $(openblas_core /usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0) (openblas-openmp, torch)"
-echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "go: $(go version | cut -d' ' -f3); $(/usr/bin/python3 -c 'import torch; print("torch", torch.__version__)')"
+. bench/lib.sh
+sitting_header
 
 go build -o "$tmp/kiln-default" ./bench/blockbench
 go build -tags openblas -o "$tmp/kiln-openblas" ./bench/blockbench
@@ -54,23 +38,8 @@ runner() { # runner NAME: one run, its output to stdout
 	esac
 }
 names=(kiln-default kiln-openblas torch)
-for r in $(seq "$rounds"); do
-	echo
-	echo "round $r (load $(cut -d' ' -f1-3 /proc/loadavg))"
-	for i in 0 1 2; do
-		name=${names[$(((i + r - 1) % 3))]}
-		runner "$name" >"$tmp/out" 2>&1 || { cat "$tmp/out"; exit 1; }
-		line=$(sed -n 's/^result: //p' "$tmp/out")
-		[ -n "$line" ] || { cat "$tmp/out"; exit 1; }
-		ms=$(sed 's/.*median_step_ms=\([0-9.]*\).*/\1/' <<<"$line")
-		sps=$(sed 's/.*samples_per_s=\([0-9.]*\).*/\1/' <<<"$line")
-		printf '  %-14s %9.1f ms/step %9.2f samples/s\n' "$name" "$ms" "$sps"
-		echo "$name $r $ms $sps" >>"$tmp/results"
-	done
-done
+round_robin "$rounds" "${names[@]}"
 
-median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-col() { awk -v n="$1" -v c="$2" '$1 == n { print $c }' "$tmp/results"; }
 torch_sps=$(col torch 4 | median)
 echo
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

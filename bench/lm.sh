@@ -11,17 +11,11 @@
 #   EVAL_EVERY=N bench/lm.sh   validation interval (default 250)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# PyTorch runs with Debian's OpenMP OpenBLAS when it is installed (with the
-# default pthread build torch at 2 threads is 3-5x slower); kiln's binaries
-# keep the environment as it is.
-torchpy() {
-	local omp=/usr/lib/x86_64-linux-gnu/openblas-openmp
-	if [ -d "$omp" ]; then LD_LIBRARY_PATH="$omp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" /usr/bin/python3 "$@"; else /usr/bin/python3 "$@"; fi
-}
 iters=${1:-2000}
 every=${EVAL_EVERY:-250}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+. bench/lib.sh
 
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?') (plus the working tree)"
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
