@@ -524,68 +524,49 @@ func (k *normKern) segment(v []float32, o, lo, hi int) []float32 {
 
 // bnStats writes μ_c to acc[c] and the biased σ²_c to acc[channels+c] for
 // channels [lo, hi): the mean first, then Σ(x−μ)² (two passes, so a large
-// mean costs no accuracy). Each channel is finished before the next, so
-// its second pass reads the outer·inner values the first one brought into
-// the cache; each segment of inner values is summed by stat.Sum and
-// stat.SqDev (32 float64 chains in stat's fixed order), the segments in
-// outer order.
-//
-// With short segments (BatchNorm1d: inner 1) neighbouring channels share
-// cache lines, and the loops run outer-major instead, over all channels
-// of the chunk at once: the same sums in the same order.
+// mean costs no accuracy). It serves short segments only (inner <
+// bnFuseInner; longer ones go through bnFused): there neighbouring
+// channels share cache lines, so the loops run outer-major over all
+// channels of the chunk at once, each segment of inner values summed by
+// stat.Sum and stat.SqDev (32 float64 chains in stat's fixed order), the
+// segments in outer order.
 func (k *normKern) bnStats(lo, hi int) {
-	C, inner := k.channels, k.inner
+	inner := k.inner
 	n := float64(k.outer * inner)
-	if inner < 64 {
-		mu, vr := k.acc[lo:hi], k.acc[C+lo:C+hi]
-		clear(mu)
-		clear(vr)
-		for o := 0; o < k.outer; o++ {
-			seg := k.segment(k.x, o, lo, hi)
-			if inner == 1 { // stat.Sum of one value is that value
-				for c, v := range seg[:len(mu)] {
-					mu[c] += float64(v)
-				}
-				continue
+	C := k.channels
+	mu, vr := k.acc[lo:hi], k.acc[C+lo:C+hi]
+	clear(mu)
+	clear(vr)
+	for o := 0; o < k.outer; o++ {
+		seg := k.segment(k.x, o, lo, hi)
+		if inner == 1 { // stat.Sum of one value is that value
+			for c, v := range seg[:len(mu)] {
+				mu[c] += float64(v)
 			}
-			for c := range mu {
-				mu[c] += stat.Sum(seg[c*inner : c*inner+inner])
-			}
+			continue
 		}
 		for c := range mu {
-			mu[c] /= n
+			mu[c] += stat.Sum(seg[c*inner : c*inner+inner])
 		}
-		for o := 0; o < k.outer; o++ {
-			seg := k.segment(k.x, o, lo, hi)
-			if inner == 1 { // stat.SqDev of one value, without the call
-				for c, v := range seg[:len(vr)] {
-					t := float64(v) - mu[c]
-					vr[c] += float64(t * t)
-				}
-				continue
-			}
-			for c := range mu {
-				vr[c] += stat.SqDev(seg[c*inner:c*inner+inner], mu[c])
-			}
-		}
-		for c := range vr {
-			vr[c] /= n
-		}
-		return
 	}
-	for c := lo; c < hi; c++ {
-		s := 0.0
-		for o := 0; o < k.outer; o++ {
-			base := (o*C + c) * inner
-			s += stat.Sum(k.x[base : base+inner])
+	for c := range mu {
+		mu[c] /= n
+	}
+	for o := 0; o < k.outer; o++ {
+		seg := k.segment(k.x, o, lo, hi)
+		if inner == 1 { // stat.SqDev of one value, without the call
+			for c, v := range seg[:len(vr)] {
+				t := float64(v) - mu[c]
+				vr[c] += float64(t * t)
+			}
+			continue
 		}
-		m := s / n
-		q := 0.0
-		for o := 0; o < k.outer; o++ {
-			base := (o*C + c) * inner
-			q += stat.SqDev(k.x[base:base+inner], m)
+		for c := range mu {
+			vr[c] += stat.SqDev(seg[c*inner:c*inner+inner], mu[c])
 		}
-		k.acc[c], k.acc[C+c] = m, q/n
+	}
+	for c := range vr {
+		vr[c] /= n
 	}
 }
 
