@@ -14,6 +14,7 @@ import (
 
 	"github.com/kilnml/kiln/data"
 	"github.com/kilnml/kiln/device"
+	"github.com/kilnml/kiln/device/cpu"
 	"github.com/kilnml/kiln/nn"
 )
 
@@ -150,6 +151,11 @@ func openDevice(spec string, tf32 bool, warn io.Writer) (device.Device, error) {
 			return nil, fmt.Errorf("--device: %w", err)
 		}
 		return nil, fmt.Errorf("--device %s: %w", spec, err)
+	}
+	if _, ok := dev.(*cpu.Device); ok {
+		if a := cpu.BLASAdvice(); a != "" {
+			fmt.Fprintf(warn, "kiln: %s\n", a)
+		}
 	}
 	if tf32 {
 		if s, ok := dev.(device.TF32Setter); ok {

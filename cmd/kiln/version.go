@@ -37,17 +37,21 @@ type versionInfo struct {
 	CUDA      bool   `json:"cuda"`
 	PTXISA    string `json:"ptx_isa"`
 	CPUBLAS   string `json:"cpu_blas"` // gonum's pure-Go BLAS, or OpenBLAS in an openblas build
+	// CPUBLASAdvice is cpu.BLASAdvice: a hint when the BLAS runs kernels
+	// below the CPU's (an OpenBLAS that does not know the CPU), else empty.
+	CPUBLASAdvice string `json:"cpu_blas_advice,omitempty"`
 }
 
 func buildInfo() versionInfo {
 	v := versionInfo{
-		Version:   version,
-		Revision:  revision,
-		GoVersion: runtime.Version(),
-		Platform:  runtime.GOOS + "/" + runtime.GOARCH,
-		CUDA:      cudaBuilt,
-		PTXISA:    ptxISA(),
-		CPUBLAS:   cpu.BLAS(),
+		Version:       version,
+		Revision:      revision,
+		GoVersion:     runtime.Version(),
+		Platform:      runtime.GOOS + "/" + runtime.GOARCH,
+		CUDA:          cudaBuilt,
+		PTXISA:        ptxISA(),
+		CPUBLAS:       cpu.BLAS(),
+		CPUBLASAdvice: cpu.BLASAdvice(),
 	}
 	bi, ok := debug.ReadBuildInfo()
 	if v.Version == "" && ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
@@ -147,6 +151,9 @@ func newVersionCmd() *cobra.Command {
 			fmt.Fprintf(tw, "cuda:\t%t\n", v.CUDA)
 			fmt.Fprintf(tw, "ptx isa:\t%s\n", v.PTXISA)
 			fmt.Fprintf(tw, "cpu blas:\t%s\n", v.CPUBLAS)
+			if v.CPUBLASAdvice != "" {
+				fmt.Fprintf(tw, "cpu blas advice:\t%s\n", v.CPUBLASAdvice)
+			}
 			return tw.Flush()
 		},
 	}

@@ -3,6 +3,8 @@
 package cpu
 
 // #cgo LDFLAGS: -lopenblas
+// char *openblas_get_corename(void);
+// char *openblas_get_config(void);
 import "C"
 
 import (
@@ -12,9 +14,13 @@ import (
 
 // Under the openblas build tag, blas32 (and so Gemm) calls OpenBLAS's
 // cblas_sgemm through gonum's netlib wrapper, which links no library of
-// its own: the cgo line above adds -lopenblas.
+// its own: the cgo line above adds -lopenblas. The core OpenBLAS picked
+// when it loaded (its DYNAMIC_ARCH choice, or OPENBLAS_CORETYPE's) goes
+// into BLAS() and BLASAdvice (openblas_advice.go).
 func init() {
 	blas32.Use(netlib.Implementation{})
 	useBLAS32 = true
-	blasName = "OpenBLAS (cgo, gonum.org/v1/netlib)"
+	blasCore = C.GoString(C.openblas_get_corename())
+	blasConfig = C.GoString(C.openblas_get_config())
+	blasName = "OpenBLAS (cgo, gonum.org/v1/netlib), core " + blasCore
 }
