@@ -23,6 +23,11 @@ sitting_header() {
 	echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1) (family $(lscpu | sed -n 's/^CPU family: *//p') model $(lscpu | sed -n 's/^Model: *//p')), $(nproc) cores"
 	echo "flags: $(grep -m1 -o -w -E 'avx2|fma|avx512f|avx512bw|avx512vl|avx512_vnni|avx512_bf16|amx_tile' /proc/cpuinfo | sort -u | tr '\n' ' ')"
 	echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}; OpenBLAS core: $(openblas_core /usr/lib/x86_64-linux-gnu/libopenblas.so.0) (libopenblas.so.0, kiln -tags openblas), $(openblas_core /usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0) (openblas-openmp, torch)"
+	grep -qw avx2 /proc/cpuinfo && case "${OPENBLAS_CORETYPE-unset}:$(openblas_core /usr/lib/x86_64-linux-gnu/libopenblas.so.0)" in
+	unset:Prescott | unset:Nehalem | unset:Core2 | unset:Sandybridge)
+		echo "note: OpenBLAS does not know this CPU and runs an old core's kernels for both kiln's openblas build and torch's matrix products;"
+		echo "      OPENBLAS_CORETYPE=SkylakeX (AVX-512) or Haswell (AVX2) in the environment gives both the kernels the CPU supports" ;;
+	esac
 	echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "go: $(go version | cut -d' ' -f3); $(/usr/bin/python3 -c 'import torch; print("torch", torch.__version__)')"
 }
