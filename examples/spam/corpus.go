@@ -109,6 +109,12 @@ type tokens struct {
 	// bowScale, when not nil, is the value of each wide column (nbScale);
 	// otherwise the wide input is binary.
 	bowScale []float32
+	// The word sequences of the convolutional model (setSeq; L is 0
+	// without them): rows of exactly L word ids in the order of the text
+	// (0 pads), and the number of real words of each row.
+	seq    []int32
+	seqLen []int
+	L      int
 }
 
 // The token families: words, pairs of consecutive words, byte 4-grams.
@@ -183,6 +189,35 @@ func tokenize(msgs []message, buckets, T int, unique, triples bool, words map[st
 	return tk
 }
 
+// setSeq gives tk (the tokenisation of msgs, in the same order) the word
+// sequences of the convolutional model: the first L words of each message
+// (forWords: subject, then body) in their order, each with the id tokenize
+// gives it as a word token — 1+column for a word of words, otherwise
+// hashed (FNV-1a) into [1+len(words), buckets) — and 0 after the last
+// word. Unlike the bag's tokens, the sequences are not filtered by
+// dropRare: removing a word would join its neighbours into a false pair.
+func (tk *tokens) setSeq(msgs []message, buckets, L int, words map[string]int) {
+	tk.seq, tk.seqLen, tk.L = make([]int32, len(msgs)*L), make([]int, len(msgs)), L
+	h := fnv.New32a()
+	for i, m := range msgs {
+		row, n := tk.seq[i*L:(i+1)*L], 0
+		forWords(m.text(), func(w string) {
+			if n == L {
+				return
+			}
+			if j, ok := words[w]; ok {
+				row[n] = int32(1 + j)
+			} else {
+				h.Reset()
+				io.WriteString(h, w)
+				row[n] = int32(1 + len(words) + int(h.Sum32()%uint32(buckets-1-len(words))))
+			}
+			n++
+		})
+		tk.seqLen[i] = n
+	}
+}
+
 // rankWords returns the words of msgs ordered by the number of messages
 // they occur in, most first (ties broken alphabetically, so the order is
 // fixed by the split).
@@ -202,12 +237,19 @@ func vocabOf(ranked []string, size int) map[string]int {
 // pick returns a copy of the rows idx of tk (dropRare edits rows in place,
 // so every split and setting gets its own).
 func (tk *tokens) pick(idx []int) *tokens {
-	T := tk.T
+	T, L := tk.T, tk.L
 	out := &tokens{ids: make([]int32, len(idx)*T), fam: make([]uint8, len(idx)*T), count: make([]int, len(idx)), labels: make([]int32, len(idx)), T: T}
+	if L > 0 {
+		out.seq, out.seqLen, out.L = make([]int32, len(idx)*L), make([]int, len(idx)), L
+	}
 	for r, s := range idx {
 		copy(out.ids[r*T:(r+1)*T], tk.ids[s*T:(s+1)*T])
 		copy(out.fam[r*T:(r+1)*T], tk.fam[s*T:(s+1)*T])
 		out.count[r], out.labels[r] = tk.count[s], tk.labels[s]
+		if L > 0 {
+			copy(out.seq[r*L:(r+1)*L], tk.seq[s*L:(s+1)*L])
+			out.seqLen[r] = tk.seqLen[s]
+		}
 	}
 	return out
 }

@@ -4,7 +4,9 @@
 // pooling, a hidden layer and a two-way classifier, plus a wide linear term
 // over the bag of words (Wide & Deep), trained with AdamW. Beside it the
 // same program trains a bag-of-words logistic regression with train.Trainer
-// as the baseline.
+// as the baseline. With -filters the deep part is instead a convolutional
+// text classifier over the word sequence (Kim 2014; cnn.go), which
+// -select-cnn compares with the two on the validation splits.
 //
 // Every seed makes its own stratified three-way split (train, validation,
 // test), initialisation and batch order. The hyperparameters of both
@@ -15,6 +17,7 @@
 //
 //	go run ./examples/spam            # evaluation over seeds 1..10
 //	go run ./examples/spam -select    # the validation grids over seeds 1..3
+//	go run ./examples/spam -select-cnn # the CNN's grid on those validation splits
 //	go run ./examples/spam -validate  # the flags' settings on those validation splits
 //	go run ./examples/spam -quick     # CI: fewer epochs, 3 seeds, checks the criterion
 //
@@ -64,12 +67,19 @@ type modelCfg struct {
 	nb              bool    // the wide features are the training split's log-count ratios (NBSVM), not 1
 	ensemble        int     // members whose probabilities are averaged
 	wordIDs         int     // the most frequent training words that get their own embedding rows (0: all hashed)
+	filters         int     // > 0: the deep part is a convolutional text classifier with this many filters per width, not the bag
+	widths          []int   // its filter widths (words)
+	seqLen          int     // its words per message (the sequence length L)
 }
 
 func (c modelCfg) String() string {
 	es := ""
 	if c.earlyStop {
 		es = " (early stopping on validation loss)"
+	}
+	if c.filters > 0 {
+		return fmt.Sprintf("ensemble %d, epochs %d%s, lr %g, %d filters × widths %s over the first %d words, word ids %d, wide %d words + %d pairs + %d 4-grams, nb %v, dropout %g, dim %d, buckets %d, batch %d",
+			c.ensemble, c.epochs, es, c.lr, c.filters, intList(c.widths), c.seqLen, c.wordIDs, c.wide, c.widePairs, c.wideGrams, c.nb, c.dropout, c.dim, c.buckets, c.batch)
 	}
 	return fmt.Sprintf("ensemble %d, epochs %d%s, lr %g, pools %d, word ids %d, wide %d words + %d pairs + %d 4-grams, triples %v, nb %v, unique %v, min-count %d, dropout %g, token dropout %g, dim %d, hidden %d, buckets %d, tokens %d, batch %d",
 		c.ensemble, c.epochs, es, c.lr, c.pools, c.wordIDs, c.wide, c.widePairs, c.wideGrams, c.triples, c.nb, c.unique, c.minCount, c.dropout, c.tokenDrop, c.dim, c.hidden, c.buckets, c.tokens, c.batch)
@@ -90,6 +100,7 @@ func (c baseCfg) String() string {
 
 type options struct {
 	quick, selectMode bool
+	selectCNN         bool
 	validate          bool
 	verbose           bool
 	model             modelCfg
@@ -105,7 +116,8 @@ type options struct {
 // validation splits (README.md shows the table).
 var (
 	defaultModel = modelCfg{epochs: 8, lr: 1e-2, wordIDs: 8000, wide: 8000,
-		batch: 32, buckets: 1 << 15, tokens: 2048, dim: 32, hidden: 32, minCount: 3, dropout: 0.2, pools: 1, ensemble: 1}
+		batch: 32, buckets: 1 << 15, tokens: 2048, dim: 32, hidden: 32, minCount: 3, dropout: 0.2, pools: 1, ensemble: 1,
+		filters: 0, widths: []int{3}, seqLen: 256}
 	defaultBase = baseCfg{epochs: 30, vocab: 8000, lr: 0.003, wd: 0}
 )
 
@@ -126,9 +138,11 @@ const (
 func parse(args []string) (options, error) {
 	o := options{model: defaultModel, base: defaultBase}
 	var seeds string
+	widths := intList(defaultModel.widths)
 	fs := flag.NewFlagSet("spam", flag.ContinueOnError)
 	fs.BoolVar(&o.quick, "quick", false, fmt.Sprintf("CI size: %d model epochs, %d baseline epochs, seeds %s", quickModelEpochs, quickBaseEpochs, quickSeeds))
 	fs.BoolVar(&o.selectMode, "select", false, "train the hyperparameter grids of model and baseline and score them on the validation split (no test figures)")
+	fs.BoolVar(&o.selectCNN, "select-cnn", false, "train the convolutional model's grid and score it on the validation splits (seeds "+selectSeeds+"), beside the model and baseline the other flags set (no test figures)")
 	fs.BoolVar(&o.validate, "validate", false, "train the model and baseline as the flags set them and score them on the validation splits (seeds "+selectSeeds+"; no test figures)")
 	fs.BoolVar(&o.verbose, "v", false, "print every epoch's training loss and every row of the selection tables")
 	fs.IntVar(&o.model.epochs, "epochs", 0, fmt.Sprintf("epochs of the embedding model (default %d, quick %d)", defaultModel.epochs, quickModelEpochs))
@@ -150,6 +164,9 @@ func parse(args []string) (options, error) {
 	fs.BoolVar(&o.model.nb, "nb", defaultModel.nb, "wide features scaled by the training split's log-count ratios (NBSVM) instead of binary")
 	fs.IntVar(&o.model.ensemble, "ensemble", defaultModel.ensemble, "models trained from different initialisations whose probabilities are averaged")
 	fs.IntVar(&o.model.wordIDs, "word-ids", defaultModel.wordIDs, "the most frequent training words that get their own embedding rows, free of hash collisions (0: all hashed)")
+	fs.IntVar(&o.model.filters, "filters", defaultModel.filters, "> 0: the deep part is a convolutional text classifier (Kim 2014) over the word sequence with this many filters per width, instead of the embedding bag (0: the bag)")
+	fs.StringVar(&widths, "widths", widths, "filter widths (in words) of the convolutional model, comma-separated")
+	fs.IntVar(&o.model.seqLen, "seq-len", defaultModel.seqLen, "words per message the convolutional model reads (the first ones; shorter messages are padded)")
 	fs.BoolVar(&o.model.unique, "unique", defaultModel.unique, "keep each distinct token once per message")
 	fs.IntVar(&o.base.vocab, "vocab", defaultBase.vocab, "words of the bag-of-words baseline")
 	fs.IntVar(&o.base.epochs, "base-epochs", 0, fmt.Sprintf("epochs of the baseline (default %d, quick %d)", defaultBase.epochs, quickBaseEpochs))
@@ -185,7 +202,7 @@ func parse(args []string) (options, error) {
 		if o.quick {
 			seeds = quickSeeds
 		}
-		if o.selectMode || o.validate {
+		if o.selectMode || o.validate || o.selectCNN {
 			seeds = selectSeeds
 		}
 	}
@@ -193,9 +210,20 @@ func parse(args []string) (options, error) {
 	if o.seeds, err = parseSeeds(seeds); err != nil {
 		return o, err
 	}
+	if o.model.widths, err = parseWidths(widths); err != nil {
+		return o, err
+	}
+	if o.model.filters < 0 {
+		return o, fmt.Errorf("-filters must be ≥ 0")
+	}
+	for _, k := range o.model.widths {
+		if o.model.filters > 0 && k > o.model.seqLen {
+			return o, fmt.Errorf("-widths %s: a filter of %d words does not fit -seq-len %d", widths, k, o.model.seqLen)
+		}
+	}
 	m, b := o.model, o.base
-	if m.epochs < 1 || m.batch < 1 || m.buckets < 2 || m.dim < 1 || m.hidden < 1 || m.tokens < 1 || m.minCount < 0 || m.wide < 0 || m.widePairs < 0 || m.wideGrams < 0 || m.wordIDs < 0 || m.ensemble < 1 || b.vocab < 1 || b.epochs < 1 {
-		return o, fmt.Errorf("-epochs, -batch, -dim, -hidden, -tokens, -ensemble, -vocab, -base-epochs must be ≥ 1, -min-count ≥ 0 and -buckets ≥ 2")
+	if m.epochs < 1 || m.batch < 1 || m.buckets < 2 || m.dim < 1 || m.hidden < 1 || m.tokens < 1 || m.minCount < 0 || m.wide < 0 || m.widePairs < 0 || m.wideGrams < 0 || m.wordIDs < 0 || m.ensemble < 1 || m.seqLen < 1 || b.vocab < 1 || b.epochs < 1 {
+		return o, fmt.Errorf("-epochs, -batch, -dim, -hidden, -tokens, -ensemble, -seq-len, -vocab, -base-epochs must be ≥ 1, -min-count ≥ 0 and -buckets ≥ 2")
 	}
 	if !(m.lr > 0) || !(b.lr > 0) || !(b.wd >= 0) {
 		return o, fmt.Errorf("-lr and -base-lr must be > 0 and -base-wd ≥ 0")
@@ -253,6 +281,9 @@ func run(args []string, w io.Writer) error {
 	if o.selectMode {
 		return runSelect(dev, msgs, o, w)
 	}
+	if o.selectCNN {
+		return runSelectCNN(dev, msgs, o, w)
+	}
 	if o.validate {
 		return runValidate(dev, msgs, o, w)
 	}
@@ -278,7 +309,7 @@ func errorsOf(m train.Metrics) int {
 // runEval trains model and baseline on every seed's training split and
 // reports their test figures, then checks the criterion.
 func runEval(dev device.Device, msgs []message, o options, w io.Writer) error {
-	fmt.Fprintf(w, "model     embedding bag + MLP: %s\n", o.model)
+	fmt.Fprintf(w, "model     %s: %s\n", kindOf(o.model), o.model)
 	fmt.Fprintf(w, "baseline  bag-of-words logistic regression: %s\n", o.base)
 	var res []seedResult
 	for k, seed := range o.seeds {
@@ -437,7 +468,14 @@ func tokenizeFor(msgs []message, c modelCfg, ranked []string) *tokens {
 	if c.wordIDs > 0 {
 		words = vocabOf(ranked, c.wordIDs)
 	}
-	return tokenize(msgs, c.buckets, c.tokens, c.unique, c.triples, words)
+	if c.filters == 0 {
+		return tokenize(msgs, c.buckets, c.tokens, c.unique, c.triples, words)
+	}
+	// The convolutional model reads the word sequences only; the bag's
+	// tokens are cut to one per message, which it never loads.
+	tk := tokenize(msgs, c.buckets, 1, false, false, words)
+	tk.setSeq(msgs, c.buckets, c.seqLen, words)
+	return tk
 }
 
 // memberSeed is the seed of ensemble member j.
@@ -448,7 +486,10 @@ func memberSeed(seed uint64, j int) uint64 {
 // trainMember trains one model and returns its class probabilities on
 // evTok.
 func trainMember(dev device.Device, trTok, valTok, evTok *tokens, c modelCfg, seed uint64, save string, verbose bool, w io.Writer) ([][2]float64, error) {
-	model := newBagModel(c.buckets, c.dim, c.hidden, c.pools, c.wideDim())
+	var model classifier = newBagModel(c.buckets, c.dim, c.hidden, c.pools, c.wideDim())
+	if c.filters > 0 {
+		model = newConvModel(c.buckets, c.dim, c.filters, c.widths, c.seqLen, c.wideDim())
+	}
 	params, err := nn.NewParamSet(dev, model, seed)
 	if err != nil {
 		return nil, err
@@ -472,7 +513,7 @@ func trainMember(dev device.Device, trTok, valTok, evTok *tokens, c modelCfg, se
 	if save != "" {
 		m := train.Model{Module: model, Params: params, Outputs: 2}
 		if err := train.SaveModel(save, m, map[string]string{
-			"buckets": fmt.Sprint(c.buckets), "tokens": fmt.Sprint(c.tokens), "word_ids": fmt.Sprint(c.wordIDs), "wide": fmt.Sprint(c.wide), "wide_pairs": fmt.Sprint(c.widePairs), "wide_grams": fmt.Sprint(c.wideGrams), "nb": fmt.Sprint(c.nb)}); err != nil {
+			"buckets": fmt.Sprint(c.buckets), "tokens": fmt.Sprint(c.tokens), "filters": fmt.Sprint(c.filters), "widths": intList(c.widths), "seq_len": fmt.Sprint(c.seqLen), "word_ids": fmt.Sprint(c.wordIDs), "wide": fmt.Sprint(c.wide), "wide_pairs": fmt.Sprint(c.widePairs), "wide_grams": fmt.Sprint(c.wideGrams), "nb": fmt.Sprint(c.nb)}); err != nil {
 			return nil, err
 		}
 		fmt.Fprintf(w, "saved %s\n", save)

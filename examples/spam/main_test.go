@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/kilnml/kiln/device"
+	"github.com/kilnml/kiln/nn"
 	"github.com/kilnml/kiln/train"
 )
 
@@ -88,6 +89,7 @@ func TestParseErrors(t *testing.T) {
 		{"-seeds", "1,x"}, {"-seeds", "1,1"}, {"-seeds", "1,"},
 		{"-test-frac", "0.9", "-val-frac", "0.2"}, {"-val-frac", "0"},
 		{"-lr", "0"}, {"-base-wd", "-1"}, {"-buckets", "1"}, {"extra"},
+		{"-widths", "3,x"}, {"-widths", "0"}, {"-widths", "3,3"}, {"-filters", "-1"}, {"-filters", "4", "-seq-len", "4", "-widths", "5"}, {"-seq-len", "0"},
 	} {
 		if _, err := parse(args); err == nil {
 			t.Errorf("parse(%q) accepted", args)
@@ -375,5 +377,162 @@ func TestTriples(t *testing.T) {
 	off, on := fams(tokenize(msgs, 1<<12, 256, false, false, nil)), fams(tokenize(msgs, 1<<12, 256, false, true, nil))
 	if off[famWord] != 5 || off[famPair] != 4 || on[famWord] != 5 || on[famPair] != 7 || on[famGram] != off[famGram] {
 		t.Errorf("tokens per family without triples %v, with %v; want [5 4 g] and [5 7 g]", off, on)
+	}
+}
+
+// TestSeq: the convolutional model's sequence of a message is its words in
+// order, each with the id tokenize gives it as a word token (own rows for
+// the vocabulary, hashed above them otherwise), cut at L words, and 0
+// after the last word; pick copies the sequences with the rows.
+func TestSeq(t *testing.T) {
+	msgs := []message{
+		{Subject: "free money", Body: "click here for free money now"}, // 8 words
+		{Subject: "hi", Body: "see you"},                               // 3 words
+	}
+	words := map[string]int{"free": 0, "money": 1}
+	tk := tokenize(msgs, 64, 256, false, false, words)
+	tk.setSeq(msgs, 64, 6, words)
+	for i, want := range []int{6, 3} {
+		if tk.seqLen[i] != want {
+			t.Errorf("message %d: %d words in the sequence, want %d", i, tk.seqLen[i], want)
+		}
+		// The word tokens of tokenize, in order, are the same ids.
+		var wordIDs []int32
+		for j := 0; j < tk.count[i]; j++ {
+			if tk.fam[i*tk.T+j] == famWord {
+				wordIDs = append(wordIDs, tk.ids[i*tk.T+j])
+			}
+		}
+		row := tk.seq[i*6 : (i+1)*6]
+		if !same32(row[:want], wordIDs[:want]) {
+			t.Errorf("message %d: sequence %v, want the word ids %v", i, row[:want], wordIDs[:want])
+		}
+		for _, id := range row[want:] {
+			if id != 0 {
+				t.Errorf("message %d: padding %v, want 0", i, row[want:])
+			}
+		}
+	}
+	// free money click here for free: ids 1 2 h h h 1.
+	if r := tk.seq[:6]; r[0] != 1 || r[1] != 2 || r[5] != 1 || r[2] < 3 || r[2] >= 64 {
+		t.Errorf("sequence %v, want [1 2 h h h 1] with h in [3, 64)", r)
+	}
+	p := tk.pick([]int{1, 0})
+	if p.L != 6 || p.seqLen[0] != 3 || p.seqLen[1] != 6 || !same32(p.seq[6:12], tk.seq[:6]) {
+		t.Errorf("pick: L %d, lengths %v, rows %v", p.L, p.seqLen, p.seq)
+	}
+}
+
+// TestConvPadding: the padding after a message's last word acts as Kim's
+// zero padding: beyond the k−1 zero positions that the windows of width k
+// running past the last word see, more padding changes nothing. The same
+// weights (a model's parameters do not depend on L) give the same logits
+// for a message read as its n words plus 2 positions (widths 2 and 3)
+// and read with 40 or more padding positions, although the padding row of
+// the table is not zero; and batch.load masks exactly the padding.
+func TestConvPadding(t *testing.T) {
+	dev, err := device.Open("cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	msgs := []message{
+		{Spam: true, Subject: "free money", Body: "click here for free money now!!!"},
+		{Subject: "meeting", Body: "see the notes of today's meeting"},
+		{Subject: "x", Body: "y z"},
+		{Spam: true, Subject: "", Body: "$$$ win win win"},
+	}
+	const L = 56
+	// p(spam) of the messages ms read as L words each.
+	run := func(ms []message, L int) []float64 {
+		tk := tokenize(ms, 512, 1, false, false, nil)
+		tk.setSeq(ms, 512, L, nil)
+		m := newConvModel(512, 8, 5, []int{2, 3}, L, 0)
+		params, err := nn.NewParamSet(dev, m, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer params.Free()
+		if len(ms) > 1 {
+			row, err := m.Embedding.Weight.Values()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if row[0] == 0 && row[1] == 0 {
+				t.Fatal("the padding row is zero: the test would not see an unmasked padding")
+			}
+			b, err := newBatch(dev, len(ms), 1, m.layout())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.free()
+			g := nn.NewGraph(dev)
+			defer g.Free()
+			if _, _, err := b.load(g, tk, []int{0, 1, 2, 3}); err != nil {
+				t.Fatal(err)
+			}
+			for r := range ms {
+				for p := 0; p < L; p++ {
+					want := float32(0)
+					if p < tk.seqLen[r] {
+						want = 1
+					}
+					if b.hmask[(r*L+p)*8] != want || b.hmask[(r*L+p)*8+7] != want {
+						t.Fatalf("message %d position %d: mask %g, want %g (length %d)", r, p, b.hmask[(r*L+p)*8], want, tk.seqLen[r])
+					}
+				}
+			}
+		}
+		p, err := probs(dev, m, tk, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v []float64
+		for _, q := range p {
+			v = append(v, q[1])
+		}
+		return v
+	}
+	padded := run(msgs, L)
+	for i, m := range msgs {
+		n := 0
+		forWords(m.text(), func(string) { n++ })
+		if n < 3 || n+40 > L {
+			t.Fatalf("message %d has %d words, the test needs 3 to %d", i, n, L-40)
+		}
+		exact := run([]message{m}, n+2)
+		if math.Abs(exact[0]-padded[i]) > 1e-6 {
+			t.Errorf("message %d: p(spam) %.7f read as its %d words + 2, %.7f with %d padding positions", i, exact[0], n, padded[i], L-n)
+		}
+	}
+}
+
+// TestConvTrain: the convolutional model, with a wide part, learns: a
+// small one reaches validation accuracy above 0.85 in two epochs, well
+// above the 0.695 of always answering ham.
+func TestConvTrain(t *testing.T) {
+	msgs, err := loadCorpus("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := device.Open("cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	c := modelCfg{epochs: 2, batch: 32, buckets: 4096, dim: 8, filters: 8, widths: []int{2, 3}, seqLen: 64, lr: 1e-2,
+		dropout: 0.5, ensemble: 1, wordIDs: 1000, wide: 500}
+	trIdx, vaIdx, _ := split(msgs, 0.2, 0.1, 1)
+	trMsgs, vaMsgs := pickMsgs(msgs, trIdx), pickMsgs(msgs, vaIdx)
+	ranked := rankWords(trMsgs)
+	all := tokenizeFor(msgs, c, ranked)
+	trTok, vaTok := all.pick(trIdx), all.pick(vaIdx)
+	setWide(c, ranked, trMsgs, trTok, [][]message{vaMsgs}, vaTok)
+	met, err := trainModel(dev, trTok, vaTok, vaTok, c, 1, "", false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if met.Accuracy < 0.85 || met.Samples != len(vaIdx) {
+		t.Errorf("validation accuracy %.4f on %d messages, want ≥ 0.85 on %d", met.Accuracy, met.Samples, len(vaIdx))
 	}
 }

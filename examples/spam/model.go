@@ -119,6 +119,12 @@ func (m *bagModel) Children() []nn.Child {
 
 func (m *bagModel) OwnParams() []*nn.Param { return nil }
 
+func (m *bagModel) setInputs(in inputs)        { m.SetPool(in.pool, in.bow) }
+func (m *bagModel) first(in inputs) *nn.Tensor { return in.ids }
+func (m *bagModel) layout() batchLayout        { return batchLayout{P: m.pools, V: m.wide()} }
+func (m *bagModel) table() *nn.Param           { return m.Embedding.Weight }
+func (m *bagModel) setDropout(p float32)       { m.Dropout.P = p }
+
 // wide is the vocabulary of the wide part, 0 without one.
 func (m *bagModel) wide() int {
 	if m.Wide == nil {
@@ -129,33 +135,53 @@ func (m *bagModel) wide() int {
 func (m *bagModel) SetTraining(bool) {}
 
 // batch holds the host and device buffers of one batch, allocated once.
+// It loads what the model's layout asks for: the bag's token ids and
+// pooling weights (P > 0), the wide part's bag of words (V > 0), the word
+// sequences and their padding mask (L > 0).
 type batch struct {
 	dev             device.Device
-	T, P, V         int
-	hids            []int32
+	T, P, V, L, D   int
+	hids, hseq      []int32
 	hpool, hbow     []float32
+	hmask           []float32
 	hlab            []int32
 	ids, pool, labs device.Buffer
 	bow             device.Buffer // [rows, V] when V > 0
+	seq, mask       device.Buffer // [rows, L] and [rows, L, D] when L > 0
 	// tokenDrop, when > 0, drops each real token of a message with this
 	// probability at load (training only), drawing from rng.
 	tokenDrop float64
 	rng       *rand.Rand
 }
 
-func newBatch(dev device.Device, rows, T, P, V int) (*batch, error) {
-	b := &batch{dev: dev, T: T, P: P, V: V, hids: make([]int32, rows*T), hpool: make([]float32, rows*P*T), hbow: make([]float32, rows*V), hlab: make([]int32, rows)}
+func newBatch(dev device.Device, rows, T int, lay batchLayout) (*batch, error) {
+	P, V, L, D := lay.P, lay.V, lay.L, lay.D
+	if P == 0 {
+		T = 0
+	}
+	b := &batch{dev: dev, T: T, P: P, V: V, L: L, D: D, hids: make([]int32, rows*T), hpool: make([]float32, rows*P*T), hbow: make([]float32, rows*V),
+		hseq: make([]int32, rows*L), hmask: make([]float32, rows*L*D), hlab: make([]int32, rows)}
 	var err error
 	if V > 0 {
 		if b.bow, err = dev.Alloc(device.Float32, rows*V); err != nil {
 			return nil, err
 		}
 	}
-	if b.ids, err = dev.Alloc(device.Int32, rows*T); err != nil {
-		return nil, err
+	if P > 0 {
+		if b.ids, err = dev.Alloc(device.Int32, rows*T); err != nil {
+			return nil, err
+		}
+		if b.pool, err = dev.Alloc(device.Float32, rows*P*T); err != nil {
+			return nil, err
+		}
 	}
-	if b.pool, err = dev.Alloc(device.Float32, rows*P*T); err != nil {
-		return nil, err
+	if L > 0 {
+		if b.seq, err = dev.Alloc(device.Int32, rows*L); err != nil {
+			return nil, err
+		}
+		if b.mask, err = dev.Alloc(device.Float32, rows*L*D); err != nil {
+			return nil, err
+		}
 	}
 	if b.labs, err = dev.Alloc(device.Int32, rows); err != nil {
 		return nil, err
@@ -164,54 +190,50 @@ func newBatch(dev device.Device, rows, T, P, V int) (*batch, error) {
 }
 
 func (b *batch) free() {
-	b.dev.Free(b.ids)
-	b.dev.Free(b.pool)
-	b.dev.Free(b.labs)
-	if b.bow != nil {
-		b.dev.Free(b.bow)
+	for _, x := range []device.Buffer{b.ids, b.pool, b.labs, b.bow, b.seq, b.mask} {
+		if x != nil {
+			b.dev.Free(x)
+		}
 	}
 }
 
+// inputs are the tensors of one batch on the graph: the bag's token ids
+// [rows, T] and pooling weights [rows, P, T], the wide part's bag of words
+// [rows, V], the word sequences [rows, L] and their mask [rows, L, D]
+// (each nil when the layout has none).
+type inputs struct {
+	ids, pool, bow, seq, mask *nn.Tensor
+}
+
 // load copies the samples idx of tk to the device and returns the inputs of
-// the model (ids [rows, T], pooling weights [rows, P, T]) on g and the
-// labels. The pooling weight of a real token is 1/√len (len counted in its
-// pool): between the mean (1/len, which lets a long message dilute its few
-// telling tokens) and the sum (1, which lets long messages saturate the
-// hidden layer). With token dropout the weights are 1/√kept on the kept
-// tokens.
-func (b *batch) load(g *nn.Graph, tk *tokens, idx []int) (ids, pool, bow *nn.Tensor, labels device.Buffer, err error) {
-	T, P, V, rows := b.T, b.P, b.V, len(idx)
+// the model on g and the labels. The pooling weight of a real token is
+// 1/√len (len counted in its pool): between the mean (1/len, which lets a
+// long message dilute its few telling tokens) and the sum (1, which lets
+// long messages saturate the hidden layer). With token dropout the weights
+// are 1/√kept on the kept tokens. The mask of a sequence is 1 (all D
+// columns) at its seqLen real words and 0 at the padding after them.
+func (b *batch) load(g *nn.Graph, tk *tokens, idx []int) (in inputs, labels device.Buffer, err error) {
+	T, P, V, L, D, rows := b.T, b.P, b.V, b.L, b.D, len(idx)
 	if V > 0 && len(tk.bow) != len(tk.labels) {
 		err = fmt.Errorf("the wide part needs the bag of words of the set")
 		return
 	}
+	if P > 0 && tk.T != T || L > 0 && tk.L != L {
+		err = fmt.Errorf("the set has %d tokens and sequences of %d per message, the batch %d and %d", tk.T, tk.L, T, L)
+		return
+	}
 	for r, s := range idx {
-		copy(b.hids[r*T:(r+1)*T], tk.ids[s*T:(s+1)*T])
-		w := b.hpool[r*P*T : (r+1)*P*T]
-		clear(w)
-		fam := tk.fam[s*T : (s+1)*T]
-		var kept [families]int
-		for t := 0; t < tk.count[s]; t++ {
-			if b.tokenDrop > 0 && b.rng.Float64() < b.tokenDrop {
-				continue
-			}
-			k := 0
-			if P > 1 {
-				k = int(fam[t])
-			}
-			w[k*T+t] = 1
-			kept[k]++
+		if P > 0 {
+			b.loadBag(r, tk, s)
 		}
-		for k := 0; k < P; k++ {
-			if kept[k] == 0 {
-				continue
+		if L > 0 {
+			copy(b.hseq[r*L:(r+1)*L], tk.seq[s*L:(s+1)*L])
+			m := b.hmask[r*L*D : (r+1)*L*D]
+			n := tk.seqLen[s] * D
+			for j := range m[:n] {
+				m[j] = 1
 			}
-			v := float32(1 / math.Sqrt(float64(kept[k])))
-			for t, x := range w[k*T : (k+1)*T] {
-				if x != 0 {
-					w[k*T+t] = v
-				}
-			}
+			clear(m[n:])
 		}
 		b.hlab[r] = tk.labels[s]
 		if V > 0 {
@@ -229,23 +251,39 @@ func (b *batch) load(g *nn.Graph, tk *tokens, idx []int) (ids, pool, bow *nn.Ten
 		if err = b.dev.WriteF32(b.bow, 0, b.hbow[:rows*V]); err != nil {
 			return
 		}
-		if bow, err = g.Input(b.bow, rows, V); err != nil {
+		if in.bow, err = g.Input(b.bow, rows, V); err != nil {
 			return
 		}
 	}
-	if err = b.dev.WriteI32(b.ids, 0, b.hids[:rows*T]); err != nil {
-		return
+	if P > 0 {
+		if err = b.dev.WriteI32(b.ids, 0, b.hids[:rows*T]); err != nil {
+			return
+		}
+		if err = b.dev.WriteF32(b.pool, 0, b.hpool[:rows*P*T]); err != nil {
+			return
+		}
+		if in.ids, err = g.InputIndices(b.ids, rows, T); err != nil {
+			return
+		}
+		if in.pool, err = g.Input(b.pool, rows, P, T); err != nil {
+			return
+		}
 	}
-	if err = b.dev.WriteF32(b.pool, 0, b.hpool[:rows*P*T]); err != nil {
-		return
+	if L > 0 {
+		if err = b.dev.WriteI32(b.seq, 0, b.hseq[:rows*L]); err != nil {
+			return
+		}
+		if err = b.dev.WriteF32(b.mask, 0, b.hmask[:rows*L*D]); err != nil {
+			return
+		}
+		if in.seq, err = g.InputIndices(b.seq, rows, L); err != nil {
+			return
+		}
+		if in.mask, err = g.Input(b.mask, rows, L, D); err != nil {
+			return
+		}
 	}
 	if err = b.dev.WriteI32(b.labs, 0, b.hlab[:rows]); err != nil {
-		return
-	}
-	if ids, err = g.InputIndices(b.ids, rows, T); err != nil {
-		return
-	}
-	if pool, err = g.Input(b.pool, rows, P, T); err != nil {
 		return
 	}
 	labels = b.labs
@@ -253,6 +291,38 @@ func (b *batch) load(g *nn.Graph, tk *tokens, idx []int) (ids, pool, bow *nn.Ten
 		labels, err = b.dev.View(b.labs, 0, rows)
 	}
 	return
+}
+
+// loadBag fills row r of the bag's host buffers from sample s of tk.
+func (b *batch) loadBag(r int, tk *tokens, s int) {
+	T, P := b.T, b.P
+	copy(b.hids[r*T:(r+1)*T], tk.ids[s*T:(s+1)*T])
+	w := b.hpool[r*P*T : (r+1)*P*T]
+	clear(w)
+	fam := tk.fam[s*T : (s+1)*T]
+	var kept [families]int
+	for t := 0; t < tk.count[s]; t++ {
+		if b.tokenDrop > 0 && b.rng.Float64() < b.tokenDrop {
+			continue
+		}
+		k := 0
+		if P > 1 {
+			k = int(fam[t])
+		}
+		w[k*T+t] = 1
+		kept[k]++
+	}
+	for k := 0; k < P; k++ {
+		if kept[k] == 0 {
+			continue
+		}
+		v := float32(1 / math.Sqrt(float64(kept[k])))
+		for t, x := range w[k*T : (k+1)*T] {
+			if x != 0 {
+				w[k*T+t] = v
+			}
+		}
+	}
 }
 
 // fit trains the model with AdamW and a cosine schedule with a short
@@ -266,13 +336,13 @@ func (b *batch) load(g *nn.Graph, tk *tokens, idx []int) (ids, pool, bow *nn.Ten
 // epoch with the lowest validation loss (early stopping: o.epochs is then
 // the longest it trains), and returns that epoch (1-based; o.epochs without
 // val). It prints every epoch's mean training loss to w when w is not nil.
-func fit(dev device.Device, m *bagModel, params *nn.ParamSet, tk, val *tokens, o modelCfg, seed uint64, w io.Writer) (int, error) {
+func fit(dev device.Device, m classifier, params *nn.ParamSet, tk, val *tokens, o modelCfg, seed uint64, w io.Writer) (int, error) {
 	n := len(tk.labels)
 	bs := min(o.batch, n)
 	steps := o.epochs * ((n + bs - 1) / bs)
 	var decay, noDecay []*nn.Param
 	for _, p := range params.Params() {
-		if len(p.Shape) >= 2 && p != m.Embedding.Weight {
+		if len(p.Shape) >= 2 && p != m.table() {
 			decay = append(decay, p)
 		} else {
 			noDecay = append(noDecay, p)
@@ -285,13 +355,13 @@ func fit(dev device.Device, m *bagModel, params *nn.ParamSet, tk, val *tokens, o
 		return 0, err
 	}
 	sched := &train.Cosine{Base: o.lr, Min: o.lr / 20, Warmup: max(1, steps/20), Total: steps + 1, Steps: true}
-	b, err := newBatch(dev, bs, tk.T, m.pools, m.wide())
+	b, err := newBatch(dev, bs, tk.T, m.layout())
 	if err != nil {
 		return 0, err
 	}
 	defer b.free()
 	b.tokenDrop, b.rng = o.tokenDrop, rand.New(rand.NewPCG(seed, 0x70c))
-	m.Dropout.P = float32(o.dropout)
+	m.setDropout(float32(o.dropout))
 	values, _ := params.Flat()
 	var best device.Buffer
 	bestEpoch, bestLoss := o.epochs, math.Inf(1)
@@ -318,7 +388,7 @@ func fit(dev device.Device, m *bagModel, params *nn.ParamSet, tk, val *tokens, o
 		order := data.Permutation(n, seed, epoch)
 		for start := 0; start < n; start += bs {
 			idx := order[start:min(start+bs, n)]
-			ids, pool, bow, labels, err := b.load(g, tk, idx)
+			in, labels, err := b.load(g, tk, idx)
 			if err != nil {
 				return 0, err
 			}
@@ -326,8 +396,8 @@ func fit(dev device.Device, m *bagModel, params *nn.ParamSet, tk, val *tokens, o
 			if err := params.ZeroGrad(); err != nil {
 				return 0, err
 			}
-			m.SetPool(pool, bow)
-			logits, err := m.Forward(g, ids)
+			m.setInputs(in)
+			logits, err := m.Forward(g, m.first(in))
 			if err != nil {
 				return 0, err
 			}
@@ -385,7 +455,7 @@ func fit(dev device.Device, m *bagModel, params *nn.ParamSet, tk, val *tokens, o
 // score runs the model over every message of tk in evaluation mode
 // (dropout off, no tape) and returns its accuracy, precision, recall, F1,
 // confusion matrix and mean cross-entropy.
-func score(dev device.Device, m *bagModel, tk *tokens, bs int) (train.Metrics, error) {
+func score(dev device.Device, m classifier, tk *tokens, bs int) (train.Metrics, error) {
 	p, err := probs(dev, m, tk, bs)
 	if err != nil {
 		return train.Metrics{}, err
@@ -396,14 +466,14 @@ func score(dev device.Device, m *bagModel, tk *tokens, bs int) (train.Metrics, e
 // probs returns the model's class probabilities (ham, spam) of every
 // message of tk, in evaluation mode. The logits are read back and the
 // softmax is taken on the host in float64.
-func probs(dev device.Device, m *bagModel, tk *tokens, bs int) ([][2]float64, error) {
+func probs(dev device.Device, m classifier, tk *tokens, bs int) ([][2]float64, error) {
 	n := len(tk.labels)
 	if n == 0 {
 		return nil, fmt.Errorf("score: no messages")
 	}
 	bs = min(bs, n)
 	nn.SetTraining(m, false)
-	b, err := newBatch(dev, bs, tk.T, m.pools, m.wide())
+	b, err := newBatch(dev, bs, tk.T, m.layout())
 	if err != nil {
 		return nil, err
 	}
@@ -419,12 +489,12 @@ func probs(dev device.Device, m *bagModel, tk *tokens, bs int) ([][2]float64, er
 		for j := 0; j < rows; j++ {
 			idx[j] = start + j
 		}
-		ids, pool, bow, _, err := b.load(g, tk, idx[:rows])
+		in, _, err := b.load(g, tk, idx[:rows])
 		if err != nil {
 			return nil, err
 		}
-		m.SetPool(pool, bow)
-		out, err := m.Forward(g, ids)
+		m.setInputs(in)
+		out, err := m.Forward(g, m.first(in))
 		if err != nil {
 			return nil, err
 		}

@@ -24,6 +24,16 @@ var (
 	gridModelWordIDs = []int{0, 8000}
 	gridModelWide    = []int{0, 8000}
 
+	// -select-cnn: the convolutional model's grid (8 settings), fixed
+	// before any of it was run: learning rate × epochs × filter widths;
+	// 64 filters per width, dropout 0.5 (Kim 2014), the first 256 words,
+	// and the chosen bag model's word ids and wide part.
+	gridCNNLR      = []float64{3e-3, 1e-2}
+	gridCNNEpochs  = []int{4, 8}
+	gridCNNWidths  = [][]int{{3}, {3, 5}}
+	gridCNNFilters = 64
+	gridCNNDropout = 0.5
+
 	gridBaseVocab  = []int{4000, 8000, 16000}
 	gridBaseLR     = []float64{0.001, 0.003, 0.01}
 	gridBaseWD     = []float64{0, 1e-4}
@@ -168,14 +178,20 @@ func fixedModel(c modelCfg) string {
 // printTable prints the first top rows of ranked rows, the choice first.
 func printTable(w io.Writer, title string, rows []selRow, top int) {
 	fmt.Fprintf(w, "\n%s: validation, best first (of %d)\n", title, len(rows))
+	printRows(w, rows[:min(top, len(rows))], true)
+}
+
+// printRows prints rows as printTable does, marking the first as the
+// choice when chosen.
+func printRows(w io.Writer, rows []selRow, chosen bool) {
 	fmt.Fprintf(w, "  %-40s  %-14s  %-9s  %s\n", "setting", "errors/seed", "mean acc", "mean loss")
-	for i, r := range rows[:min(top, len(rows))] {
+	for i, r := range rows {
 		var e []string
 		for _, x := range r.errs {
 			e = append(e, fmt.Sprint(x))
 		}
 		mark := ""
-		if i == 0 {
+		if i == 0 && chosen {
 			mark = "  ← chosen"
 		}
 		fmt.Fprintf(w, "  %-40s  %-14s  %.4f     %.4f%s\n", r.name, strings.Join(e, " "), mean(r.acc), mean(r.loss), mark)
@@ -212,7 +228,7 @@ func runValidate(dev device.Device, msgs []message, o options, w io.Writer) erro
 		fmt.Fprintf(w, "  seed %d: validation errors baseline %d, model %d (baseline %.0fs, model %.0fs)\n",
 			seed, errorsOf(bm), errorsOf(mm), bdone.Seconds(), (time.Since(began) - bdone).Seconds())
 	}
-	fmt.Fprintf(w, "model:    %s\nbaseline: %s\n", o.model, o.base)
+	fmt.Fprintf(w, "model:    %s: %s\nbaseline: %s\n", kindOf(o.model), o.model, o.base)
 	fmt.Fprintf(w, "\nvalidation, seeds %v\n  %-8s  %-14s  %-9s  %s\n", o.seeds, "", "errors/seed", "mean acc", "mean loss")
 	for _, r := range []selRow{mrow, brow} {
 		var e []string
@@ -222,4 +238,79 @@ func runValidate(dev device.Device, msgs []message, o options, w io.Writer) erro
 		fmt.Fprintf(w, "  %-8s  %-14s  %.4f     %.4f\n", r.name, strings.Join(e, " "), mean(r.acc), mean(r.loss))
 	}
 	return nil
+}
+
+// runSelectCNN is -select-cnn: the convolutional model's grid, trained on
+// the training split of every seed and scored on its validation split,
+// beside two reference rows trained and scored the same way: the model
+// and the baseline as the other flags set them (by default the chosen
+// embedding bag and the chosen baseline). It never reads a test split.
+func runSelectCNN(dev device.Device, msgs []message, o options, w io.Writer) error {
+	var rows []selRow
+	for _, wd := range gridCNNWidths {
+		for _, lr := range gridCNNLR {
+			for _, ep := range gridCNNEpochs {
+				c := o.model
+				c.filters, c.widths, c.dropout, c.lr, c.epochs = gridCNNFilters, wd, gridCNNDropout, lr, ep
+				rows = append(rows, selRow{name: fmt.Sprintf("CNN widths %-4s lr %-5g epochs %d", intList(wd), lr, ep), model: c, order: len(rows)})
+			}
+		}
+	}
+	ref := selRow{name: "reference model (" + kindOf(o.model) + ")", model: o.model}
+	brow := selRow{name: "baseline", base: o.base}
+	fmt.Fprintf(w, "CNN selection on the validation splits of seeds %v: %d settings (%d filters per width, dropout %g, %d words, word ids %d, wide %d)\n",
+		o.seeds, len(rows), gridCNNFilters, gridCNNDropout, o.model.seqLen, o.model.wordIDs, o.model.wide)
+	for _, seed := range o.seeds {
+		began := time.Now()
+		trIdx, vaIdx, _ := split(msgs, o.testFrac, o.valFrac, seed)
+		trMsgs, vaMsgs := pickMsgs(msgs, trIdx), pickMsgs(msgs, vaIdx)
+		ranked := rankWords(trMsgs)
+		bm, err := trainBaseline(dev, trMsgs, vaMsgs, o.base, seed)
+		if err != nil {
+			return fmt.Errorf("seed %d: baseline: %w", seed, err)
+		}
+		brow.add(bm)
+		var cnnTok *tokens // the grid varies nothing its tokenisation depends on
+		for i := -1; i < len(rows); i++ {
+			r := &ref
+			if i >= 0 {
+				r = &rows[i]
+			}
+			c := r.model
+			all := cnnTok
+			if all == nil || c.filters == 0 {
+				all = tokenizeFor(msgs, c, ranked)
+				if c.filters > 0 {
+					cnnTok = all
+				}
+			}
+			trTok, vaTok := all.pick(trIdx), all.pick(vaIdx)
+			dropRare(trTok, c.minCount, vaTok)
+			setWide(c, ranked, trMsgs, trTok, [][]message{vaMsgs}, vaTok)
+			met, err := trainModel(dev, trTok, vaTok, vaTok, c, seed, "", o.verbose, w)
+			if err != nil {
+				return fmt.Errorf("seed %d: %s: %w", seed, r.name, err)
+			}
+			r.add(met)
+			if o.verbose {
+				fmt.Fprintf(w, "  seed %d %s: %d errors\n", seed, r.name, errorsOf(met))
+			}
+		}
+		fmt.Fprintf(w, "  seed %d: %d validation messages, %.0fs\n", seed, len(vaIdx), time.Since(began).Seconds())
+	}
+	rank(rows)
+	printTable(w, "CNN (Kim 2014) + wide term", rows, len(rows))
+	fmt.Fprintf(w, "\nreferences, the same validation splits\n")
+	printRows(w, []selRow{ref, brow}, false)
+	fmt.Fprintf(w, "best CNN:  %s\n", rows[0].model)
+	fmt.Fprintf(w, "reference: %s: %s\nbaseline:  %s\n", kindOf(o.model), o.model, o.base)
+	return nil
+}
+
+// kindOf names the deep part of c.
+func kindOf(c modelCfg) string {
+	if c.filters > 0 {
+		return "CNN"
+	}
+	return "embedding bag + MLP"
 }
