@@ -32,7 +32,8 @@ type Graph struct {
 	free map[int][]device.Buffer // recycled float32 buffers by length
 	used []device.Buffer         // buffers handed out this step
 
-	views map[viewKey]device.Buffer // views made by cachedView, kept across steps
+	views map[viewKey]viewEntry // views made by cachedView, kept across steps
+	step  uint64                // steps begun (Resets), for the views' ages
 
 	seed, offset uint64
 	noGrad       bool
@@ -77,6 +78,10 @@ func (g *Graph) Reset() {
 	}
 	g.nt = 0
 	g.backwardDone = false
+	g.step++
+	if g.step > viewSteps {
+		g.dropViews(g.step - viewSteps)
+	}
 }
 
 // Free resets the graph and returns every buffer it holds to the device.
@@ -102,11 +107,38 @@ type viewKey struct {
 	off, n int
 }
 
-// maxViews bounds the graph's view cache. A steady step asks for the same
-// few views every time (a transformer: q, k, v and their gradients per
-// layer, the position embedding's rows); when a workload keeps asking for
-// new ones (changing shapes), the cache is emptied and refilled.
-const maxViews = 1024
+// viewEntry is a kept view and the last step that asked for it.
+type viewEntry struct {
+	v    device.Buffer
+	step uint64
+}
+
+// viewSteps is how many steps a view is kept without being asked for.
+// A steady step asks for the same views every time (a transformer: q, k, v
+// and their gradients per layer, the position embedding's rows; a CNN: the
+// image groups of every convolution, however many), but not always of the
+// same parent objects: the free lists hand buffers out last in, first
+// out, so buffers of one length swap roles every other step. Reset keeps
+// the views the last two steps asked for: the cache holds two steps' views
+// whatever the model's depth, and a parent the caller owns (a parameter,
+// an input it frees) is not held longer than two idle steps.
+const viewSteps = 2
+
+// maxViews bounds the cache within a step: only steps that keep asking for
+// new views (shapes that never repeat) reach it, and then the older steps'
+// views go first.
+const maxViews = 1 << 16
+
+// dropViews forgets the views no step since step `since` asked for. The
+// sweep deletes while it ranges over the map, which Go allows, and
+// allocates nothing.
+func (g *Graph) dropViews(since uint64) {
+	for k, e := range g.views {
+		if e.step < since {
+			delete(g.views, k)
+		}
+	}
+}
 
 // cachedView returns dev.View(parent, off, n), reusing the view it made for the
 // same (parent, off, n) in an earlier step, so that a steady step makes no
@@ -126,9 +158,12 @@ const maxViews = 1024
 // kept view can never alias a different allocation.
 func (g *Graph) cachedView(parent device.Buffer, off, n int) (device.Buffer, error) {
 	k := viewKey{parent, off, n}
-	if v, ok := g.views[k]; ok {
-		if !v.Freed() {
-			return v, nil
+	if e, ok := g.views[k]; ok {
+		if !e.v.Freed() {
+			if e.step != g.step {
+				g.views[k] = viewEntry{e.v, g.step} // an existing key: no allocation
+			}
+			return e.v, nil
 		}
 		delete(g.views, k)
 	}
@@ -137,12 +172,15 @@ func (g *Graph) cachedView(parent device.Buffer, off, n int) (device.Buffer, err
 		return nil, err
 	}
 	if g.views == nil {
-		g.views = make(map[viewKey]device.Buffer)
+		g.views = make(map[viewKey]viewEntry)
 	}
 	if len(g.views) >= maxViews {
-		clear(g.views)
+		g.dropViews(g.step) // the earlier steps' views first
+		if len(g.views) >= maxViews {
+			clear(g.views)
+		}
 	}
-	g.views[k] = v
+	g.views[k] = viewEntry{v, g.step}
 	return v, nil
 }
 

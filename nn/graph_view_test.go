@@ -112,3 +112,67 @@ func TestNarrowViewReuse(t *testing.T) {
 		t.Errorf("Free left %d views in the cache", len(g.views))
 	}
 }
+
+// TestViewCacheKeepsOneStep: a step that asks for more views than the old
+// fixed cap (1,024; a CNN with many grouped convolutions does) gets the
+// same view objects back in every later step, and a view no step asked
+// for since the last Reset is dropped, so the cache holds no parent for
+// longer than two idle steps (viewSteps: the free lists swap same-length
+// buffers between steps, so a steady step's views alternate parents).
+func TestViewCacheKeepsOneStep(t *testing.T) {
+	dev := openCPU(t)
+	g := NewGraph(dev)
+	defer g.Free()
+	const rows = 3000
+	src := upload(t, dev, make([]float32, rows*2))
+	narrowAll := func() []device.Buffer {
+		g.Reset()
+		x, err := g.Input(src, rows, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make([]device.Buffer, rows)
+		for r := range out {
+			n, err := g.Narrow(x, r, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[r] = n.val
+		}
+		return out
+	}
+	first := narrowAll()
+	for step := 2; step <= 3; step++ {
+		again := narrowAll()
+		for r := range again {
+			if again[r] != first[r] {
+				t.Fatalf("step %d: row %d's view is a new object; the cache dropped views a steady step uses", step, r)
+			}
+		}
+	}
+	if len(g.views) != rows {
+		t.Fatalf("cache holds %d views, want %d", len(g.views), rows)
+	}
+
+	// One step asking for row 0 only: after its Reset the other rows are gone.
+	g.Reset()
+	x, err := g.Input(src, rows, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Narrow(x, 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	g.Reset()
+	if len(g.views) != rows {
+		t.Fatalf("after a step that asked for one view: cache holds %d, want all %d (asked for one step ago)", len(g.views), rows)
+	}
+	g.Reset() // a step that asked for none
+	if len(g.views) != 1 {
+		t.Fatalf("after a step that asked for one view and an idle one: cache holds %d, want 1", len(g.views))
+	}
+	g.Reset()
+	if len(g.views) != 0 {
+		t.Fatalf("after two idle steps: cache holds %d views, want 0", len(g.views))
+	}
+}
