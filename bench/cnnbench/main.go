@@ -22,14 +22,25 @@
 //
 // which bench/cnn.sh reads.
 //
-//	go run ./bench/cnnbench [-batch 64] [-steps 20] [-warmup 3] [-cpuprofile FILE]
+//	go run ./bench/cnnbench [-batch 64] [-steps 20] [-warmup 3] [-cpuprofile FILE] [-ops] [-checksum]
+//
+// -checksum prints a hash of the parameters' bits after the steps, which
+// must not change with GOMAXPROCS or between builds that keep the bits.
+//
+// -ops wraps the device and times each primitive call of the timed steps
+// (wall time, by primitive and shape), for finding the serial parts of a
+// step (compare GOMAXPROCS=1 and 2).
+//
 //	go run -tags openblas ./bench/cnnbench …   # the OpenBLAS GEMM
 package main
 
 import (
+	"encoding/binary"
 	"flag"
 	"fmt"
+	"hash/fnv"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"runtime/pprof"
@@ -85,6 +96,8 @@ func run(args []string, w io.Writer) error {
 	pool := fs.Int("pool", 4096, "synthetic images to draw batches from")
 	devName := fs.String("device", "cpu", "device")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed steps here")
+	checksum := fs.Bool("checksum", false, "print a hash of the parameters' bits after the steps (to compare builds and core counts)")
+	ops := fs.Bool("ops", false, "time every primitive call of the timed steps and list them by shape, the largest first")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -96,6 +109,11 @@ func run(args []string, w io.Writer) error {
 		return err
 	}
 	defer dev.Close()
+	var timed *timedDevice
+	if *ops {
+		timed = newTimedDevice(dev)
+		dev = timed
+	}
 
 	model := newModel(*width)
 	nn.SetTraining(model, true) // batch statistics, dropout on
@@ -199,6 +217,9 @@ func run(args []string, w io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if timed != nil {
+		timed.on = true
+	}
 	times := make([]float64, *steps)
 	for i := range times {
 		t0 := time.Now()
@@ -206,6 +227,24 @@ func run(args []string, w io.Writer) error {
 			return err
 		}
 		times[i] = time.Since(t0).Seconds()
+	}
+	if timed != nil {
+		timed.on = false
+		timed.report(w, *steps)
+	}
+	if *checksum {
+		vals, _ := params.Flat()
+		host := make([]float32, vals.Len())
+		if err := dev.ReadF32(host, vals, 0); err != nil {
+			return err
+		}
+		h := fnv.New64a()
+		var b [4]byte
+		for _, v := range host {
+			binary.LittleEndian.PutUint32(b[:], math.Float32bits(v))
+			h.Write(b[:])
+		}
+		fmt.Fprintf(w, "checksum: %016x over %d parameters after %d steps\n", h.Sum64(), len(host), *warmup+*steps)
 	}
 	slices.Sort(times)
 	med := times[len(times)/2]

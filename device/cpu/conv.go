@@ -585,7 +585,9 @@ func (k *convKern) pool2x2() bool {
 // moves ((0,0) against (0,1), (1,0) against (1,1), then the two winners,
 // ties to the earlier tap each time, so the first largest wins). Random
 // activations make the taps' comparisons unpredictable, and branches on
-// them cost more than the loads.
+// them cost more than the loads. With AVX-512 the rows go through
+// simd.MaxPool2x2Row, the same comparisons as float compares (ordered,
+// −0 equal to +0: the orderKey order) sixteen windows at a time.
 func (k *convKern) maxPool2x2(lo, hi int) {
 	g := k.g
 	oh, ow, w := k.oh, k.ow, g.W
@@ -600,7 +602,13 @@ func (k *convKern) maxPool2x2(lo, hi int) {
 			x1 = x1[:len(x0)]
 			ir = ir[:len(yr)]
 			base := int32(2 * r * w)
-			for c := range yr {
+			c0 := 0
+			if simd.HasAVX512 {
+				// The same comparisons 16 windows at a time, up to a
+				// step with a NaN, which the loop below takes on from.
+				c0 = simd.MaxPool2x2Row(x0, x1, yr, ir, base, int32(w))
+			}
+			for c := c0; c < len(yr); c++ {
 				a, b, cc, d := x0[2*c], x0[2*c+1], x1[2*c], x1[2*c+1]
 				if a != a || b != b || cc != cc || d != d {
 					yr[c], ir[c] = maxPoolNaN(a, b, cc, d, base+int32(2*c), int32(w))
@@ -675,6 +683,11 @@ func (k *convKern) maxPoolGrad2x2(lo, hi int) {
 			d1 := dx[(2*r+1)*w : (2*r+1)*w+2*ow]
 			d1 = d1[:len(d0)]
 			base := 2 * r * w
+			if simd.HasAVX512 {
+				// The same masks and + 0, 16 windows at a time.
+				simd.MaxPoolGrad2x2Row(dyr, ir, d0, d1, int32(base), int32(w))
+				dyr = nil
+			}
 			for c, v := range dyr {
 				// Branch-free (which tap won is unpredictable): each of the
 				// four gets dy's bits under a mask, then + 0, the general

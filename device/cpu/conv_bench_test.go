@@ -217,6 +217,11 @@ var fastWindows = []device.Window2D{
 	{N: 2, C: 3, H: 8, W: 6, KH: 2, KW: 2, StrideH: 2, StrideW: 2, PadH: 0, PadW: 0, DilH: 1, DilW: 1},
 	{N: 1, C: 2, H: 7, W: 9, KH: 2, KW: 2, StrideH: 2, StrideW: 2, PadH: 0, PadW: 0, DilH: 1, DilW: 1},
 	{N: 1, C: 2, H: 3, W: 2, KH: 2, KW: 2, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1, DilH: 1, DilW: 1},
+	// Rows of 14, 17 and 33 windows: the 16-wide steps of the AVX-512
+	// pooling, their tails, odd sizes.
+	{N: 2, C: 3, H: 28, W: 28, KH: 2, KW: 2, StrideH: 2, StrideW: 2, PadH: 0, PadW: 0, DilH: 1, DilW: 1},
+	{N: 1, C: 2, H: 5, W: 34, KH: 2, KW: 2, StrideH: 2, StrideW: 2, PadH: 0, PadW: 0, DilH: 1, DilW: 1},
+	{N: 1, C: 2, H: 6, W: 67, KH: 2, KW: 2, StrideH: 2, StrideW: 2, PadH: 0, PadW: 0, DilH: 1, DilW: 1},
 	{N: 8, C: 16, H: 28, W: 28, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1, DilH: 1, DilW: 1},
 }
 

@@ -45,11 +45,12 @@ type Device struct {
 	part   [maxChunks]float64 // per-chunk partial sums of reductions
 }
 
-// New opens a fresh CPU device with its own memory pool and workers.
-// Programs normally call device.Open("cpu") instead; New is for this
-// package's tests and benchmarks.
+// New opens a fresh CPU device with its own memory pool; its kernels run
+// on the process's worker goroutines, which the GEMM shares
+// (sharedWorkers). Programs normally call device.Open("cpu") instead; New
+// is for this package's tests and benchmarks.
 func New() *Device {
-	d := &Device{w: newWorkers(runtime.GOMAXPROCS(0))}
+	d := &Device{w: sharedWorkers()}
 	d.pool.init()
 	return d
 }
@@ -77,7 +78,8 @@ func (d *Device) Sync() error {
 	return nil
 }
 
-// Close drops the pool's memory and stops the workers. Buffers of a closed
+// Close drops the pool's memory and stops the device's workers unless
+// they are the process's shared ones. Buffers of a closed
 // device report Freed and every call returns ErrClosed.
 func (d *Device) Close() error {
 	if d.closed {

@@ -13,7 +13,10 @@
 //
 // Kernels with fewer elements than a measured cut-over (see ewGrain and
 // trGrain) run on the calling goroutine; larger ones are split across a
-// fixed set of worker goroutines, one per GOMAXPROCS. Reductions and
+// fixed set of worker goroutines, one per GOMAXPROCS, that every device of
+// the process and the GEMM share (sharedWorkers): a helper keeps polling
+// between the calls of a step, so none waits for a parked one to wake.
+// Reductions and
 // losses accumulate in float64. Adam runs eight lanes at a time in AVX2
 // and FMA assembly (internal/simd) when the processor has them, in a
 // portable float64 loop otherwise. No primitive allocates on the heap per

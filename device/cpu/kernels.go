@@ -7,6 +7,7 @@ import (
 	"github.com/kilnml/kiln/device"
 	fastact "github.com/kilnml/kiln/device/cpu/internal/act"
 	"github.com/kilnml/kiln/device/cpu/internal/simd"
+	"github.com/kilnml/kiln/device/cpu/internal/stat"
 )
 
 // ewGrain is the number of elements from which an elementwise kernel is
@@ -314,14 +315,10 @@ func biasGrad(acc []float64, dy []float32, cols int, beta float32, db []float32,
 	rows := len(dy) / cols
 	r := 0
 	for ; r+4 <= rows; r += 4 {
+		// (((a + r0) + r1) + r2) + r3 per column, in float64 (the AVX2
+		// kernel where there is one: the same bits).
 		o := r*cols + lo
-		r0 := dy[o : o+n][:len(a)]
-		r1 := dy[o+cols : o+cols+n][:len(a)]
-		r2 := dy[o+2*cols : o+2*cols+n][:len(a)]
-		r3 := dy[o+3*cols : o+3*cols+n][:len(a)]
-		for j := range a {
-			a[j] = (((a[j] + float64(r0[j])) + float64(r1[j])) + float64(r2[j])) + float64(r3[j])
-		}
+		stat.ColAdd4(a, dy[o:o+n], dy[o+cols:o+cols+n], dy[o+2*cols:o+2*cols+n], dy[o+3*cols:o+3*cols+n])
 	}
 	for ; r < rows; r++ {
 		row := dy[r*cols+lo : r*cols+lo+n][:len(a)]

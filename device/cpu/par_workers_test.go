@@ -2,9 +2,14 @@ package cpu
 
 import (
 	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kilnml/kiln/device/cpu/internal/gemm"
 )
 
 // coverKern counts how often each item is visited and records each
@@ -141,5 +146,156 @@ func TestWorkersNoAllocs(t *testing.T) {
 		w.parallel(k, 256, 2, 16)
 	}); a != 0 {
 		t.Errorf("after a pause: %v allocations per call, expected 0", a)
+	}
+}
+
+// TestWorkersBusyRunsSameChunks: a call that finds the workers busy
+// (another goroutine's call in progress) runs on its caller, over the
+// same chunks with the same ranges as a call that gets them.
+func TestWorkersBusyRunsSameChunks(t *testing.T) {
+	w := newWorkers(4)
+	defer w.stop()
+	k := &coverKern{}
+	w.mu.Lock() // as a call of another goroutine would hold it
+	for _, n := range []int{2, 17, 100, 600} {
+		for c := 2; c <= 4; c++ {
+			checkCall(t, w, k, n, c, 1+n%3)
+		}
+	}
+	w.mu.Unlock()
+	checkCall(t, w, k, 100, 4, 1)
+}
+
+// partsKern records which parts of a GEMM-style job (gemm.Parts) ran.
+type partsKern struct {
+	runs []atomic.Int32
+	spin int
+	sink atomic.Int64
+}
+
+func (p *partsKern) Part(t int) {
+	p.runs[t].Add(1)
+	s := 0
+	for j := 0; j < p.spin; j++ {
+		s += j ^ t
+	}
+	p.sink.Add(int64(s))
+}
+
+// TestWorkersRunParts checks Run, the GEMM's way onto the workers: every
+// part runs exactly once, with several goroutines calling at once (each
+// call that finds the workers busy runs on its caller) and mixed with
+// kernel calls.
+func TestWorkersRunParts(t *testing.T) {
+	w := newWorkers(3)
+	defer w.stop()
+	calls := 2000
+	if testing.Short() {
+		calls = 200
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 3; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := &partsKern{runs: make([]atomic.Int32, 16)}
+			k := &coverKern{}
+			for i := 0; i < calls; i++ {
+				parts := 1 + (i*7+g)%16
+				p.spin = (i % 3) * 50
+				for j := range p.runs {
+					p.runs[j].Store(0)
+				}
+				w.Run(p, parts)
+				for j := range p.runs {
+					want := int32(0)
+					if j < parts {
+						want = 1
+					}
+					if got := p.runs[j].Load(); got != want {
+						t.Errorf("goroutine %d call %d: part %d of %d ran %d times", g, i, j, parts, got)
+						return
+					}
+				}
+				if g == 0 && i%4 == 0 {
+					checkCall(t, w, k, 1+i%300, 1+i%3, 1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// TestWorkersRunNoAllocs: Run makes no heap allocation.
+func TestWorkersRunNoAllocs(t *testing.T) {
+	w := newWorkers(2)
+	defer w.stop()
+	p := &partsKern{runs: make([]atomic.Int32, 8)}
+	if a := testing.AllocsPerRun(200, func() { w.Run(p, 8) }); a != 0 {
+		t.Errorf("%v allocations per call, expected 0", a)
+	}
+}
+
+// TestSharedWorkersOutliveClose: the process's workers, which every
+// device and the GEMM share, are not stopped by closing a device, so a
+// device opened after another was closed still splits its work.
+func TestSharedWorkersOutliveClose(t *testing.T) {
+	d := New()
+	if d.w != sharedWorkers() {
+		t.Fatal("New did not use the shared workers")
+	}
+	must(t, d.Close())
+	if sharedWorkers().quit.Load() {
+		t.Fatal("closing a device stopped the shared workers")
+	}
+}
+
+// TestGemmOnSharedWorkers: products split over the shared workers (the
+// backend's Pool for the GEMM) have the bits of the same products on the
+// GEMM package's own goroutines, for the CNN's shapes (split by entry and
+// by tiles) and one split along k.
+func TestGemmOnSharedWorkers(t *testing.T) {
+	d := newDev(t)
+	r := rand.New(rand.NewPCG(5, 6))
+	type shape struct {
+		ta, tb         bool
+		m, n, k, batch int
+		sa, sb         bool // operand shared (stride 0)
+	}
+	shapes := []shape{
+		{false, false, 32, 784, 288, 2, true, false},
+		{false, true, 32, 288, 784, 2, false, false},
+		{true, false, 288, 784, 32, 2, true, false},
+		{false, false, 64, 196, 576, 4, true, false},
+		{false, false, 64, 3136, 128, 1, false, false},
+		{false, true, 64, 128, 3136, 1, false, false},
+		{false, true, 32, 9, 784, 64, false, false},
+		{true, false, 9, 33, 20000, 1, false, false},
+	}
+	for _, s := range shapes {
+		sa, sb := s.m*s.k, s.k*s.n
+		na, nb := s.batch*sa, s.batch*sb
+		if s.sa {
+			sa, na = 0, s.m*s.k
+		}
+		if s.sb {
+			sb, nb = 0, s.k*s.n
+		}
+		a := upload(t, d, randVec(r, na, -1, 1))
+		b := upload(t, d, randVec(r, nb, -1, 1))
+		run := func() []float32 {
+			c := upload(t, d, make([]float32, s.batch*s.m*s.n))
+			must(t, d.GemmBatched(s.ta, s.tb, s.m, s.n, s.k, 1, a, sa, b, sb, 0, c, s.m*s.n, s.batch))
+			return download(t, d, c)
+		}
+		shared := run()
+		gemm.SetPool(nil)
+		own := run()
+		gemm.SetPool(sharedWorkers())
+		for i := range own {
+			if math.Float32bits(own[i]) != math.Float32bits(shared[i]) {
+				t.Fatalf("%+v [%d]: %v on the shared workers, %v on the GEMM's own", s, i, shared[i], own[i])
+			}
+		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/kilnml/kiln/device/cpu/internal/gemm"
 )
 
 // maxChunks bounds how many pieces one kernel call is split into.
@@ -22,22 +24,40 @@ type kernel interface {
 // measured on, waking a parked goroutine whose core has gone idle takes
 // about 60 µs (the vCPU halts), as long as a typical chunk. The caller
 // only ever waits for chunks already under way, which end soon, so it
-// polls rather than park and pay that wake-up. A helper polls only
-// briefly: while it holds its core, a goroutine of the GEMM's own pool
-// that the caller wakes cannot run there. Past the windows nothing spins.
+// polls rather than park and pay that wake-up. The helpers are the only
+// ones a process has (the GEMM runs its parts on them too, see
+// sharedWorkers), so one that polls holds its core from nothing else of
+// kiln's: it polls for as long as the gaps between the calls of a
+// training step last (the host work of a layer, a small op that runs
+// serially: tens to hundreds of µs), so that it is never parked when the
+// next call comes — with a 10 µs window it parked before most of the
+// CNN's calls, and each wake-up cost the call most of its second core.
+// Past the windows nothing spins.
+//
+// Past the first pureSpin of a window a poller gives its core away
+// between polls (yield): on a quiet machine that returns at once, and
+// on one loaded with other work the poller takes little from it (kiln's
+// own threads included: a polling helper that kept its core would halve
+// the caller's share of it; and with fewer Ps than workers, as under
+// testing.AllocsPerRun, a polling helper would hold the caller's P).
 const (
-	helperSpin = 10 * time.Microsecond
+	helperSpin = 2 * time.Millisecond
 	callerSpin = 250 * time.Microsecond
+	pureSpin   = 20 * time.Microsecond
 )
 
 // workers is a fixed set of goroutines that run chunks of kernels. The
 // calling goroutine takes chunks too, so a device on an n-core machine
 // keeps n-1 helpers. The chunks of a call are taken in turn by whoever
-// is free (an atomic counter): the caller never waits for a helper that
-// has not started yet (on a loaded machine it may not run for
-// milliseconds), it runs the untaken chunks itself. Which goroutine runs
-// a chunk never changes what the chunk computes: the chunks and their
-// ranges are fixed by the call's size alone.
+// is free (an atomic pair of counters): the caller never waits for a
+// helper that has not started yet (on a loaded machine it may not run for
+// milliseconds), it runs the untaken chunks itself. The caller takes them
+// from the front and the first helper from the back, so that on two
+// cores each takes one contiguous run of chunks, and consecutive calls
+// split alike (an Im2Col's planes and the GEMM's images after it) give
+// each core the part of the data it has just written into its cache.
+// Which goroutine runs a chunk never changes what the chunk computes: the
+// chunks and their ranges are fixed by the call's size alone.
 //
 // A call is published by writing its fields and then bumping gen to an
 // odd value; the caller closes it (gen even) once every chunk is done and
@@ -46,24 +66,65 @@ const (
 // that gen has not moved, so it never reads the fields of a call being
 // written. No heap allocation per call.
 type workers struct {
-	n int // parallelism including the caller
+	n      int  // parallelism including the caller
+	shared bool // the process's (sharedWorkers): stop does nothing
 
-	mu sync.Mutex // one call at a time
+	// One call at a time: a call that finds the workers busy (another
+	// device's call, or a GEMM's on another goroutine) runs serially on
+	// its caller instead of waiting, which gives the same results.
+	mu sync.Mutex
 
 	// The current call (written only while no helper is inside).
 	k        kernel
 	n0, c    int // items and chunks
 	per      int // items per chunk
 	gen      atomic.Uint64
-	next     atomic.Int32 // next chunk to take
-	done     atomic.Int32 // chunks finished
-	active   atomic.Int32 // helpers inside the current call
-	waiting  atomic.Int32 // 1: the caller is blocked on fin
+	ends     atomic.Uint64 // untaken chunks [front, back): front in the low 32 bits, back in the high
+	done     atomic.Int32  // chunks finished
+	active   atomic.Int32  // helpers inside the current call
+	waiting  atomic.Int32  // 1: the caller is blocked on fin
 	fin      chan struct{}
 	sleeping []atomic.Int32 // 1: helper i is blocked on wake[i]
 	wake     []chan struct{}
 	quit     atomic.Bool
 	once     sync.Once
+	gp       gemmParts // the GEMM parts of the current call (Run)
+}
+
+// sharedWorkers is the process's set of helpers, GOMAXPROCS−1 of them
+// (read when the first device opens), used by every Device that New
+// opens and by the GEMM (gemm.SetPool): one set of helpers for every
+// kernel, so that those polling after one call are there for the next
+// whatever its kind.
+var sharedWorkers = sync.OnceValue(func() *workers {
+	w := newWorkers(runtime.GOMAXPROCS(0))
+	w.shared = true
+	gemm.SetPool(w)
+	return w
+})
+
+// gemmParts runs GEMM parts [lo, hi) as the chunk of a call.
+type gemmParts struct{ p gemm.Parts }
+
+func (g *gemmParts) run(_, lo, hi int) {
+	for t := lo; t < hi; t++ {
+		g.p.Part(t)
+	}
+}
+
+// Run runs the parts of a product split by the GEMM (gemm.Pool): each
+// part is a chunk of one item.
+func (w *workers) Run(p gemm.Parts, parts int) {
+	if parts <= 1 || !w.mu.TryLock() {
+		for t := 0; t < parts; t++ {
+			p.Part(t)
+		}
+		return
+	}
+	w.gp.p = p
+	w.call(&w.gp, parts, parts, 1)
+	w.gp.p = nil
+	w.mu.Unlock()
 }
 
 func newWorkers(n int) *workers {
@@ -99,7 +160,7 @@ func (w *workers) loop(i int) {
 		seen = g
 		w.active.Add(1)
 		if w.gen.Load() == g {
-			w.take()
+			w.take(i == 1)
 		}
 		w.active.Add(-1)
 	}
@@ -117,8 +178,12 @@ func (w *workers) await(i int, seen uint64) bool {
 		if open() {
 			return true
 		}
-		if spins&63 == 63 && time.Since(t0) > helperSpin {
-			break
+		if spins&63 == 63 {
+			if e := time.Since(t0); e > helperSpin {
+				break
+			} else if e > pureSpin {
+				yield()
+			}
 		}
 	}
 	w.sleeping[i].Store(1)
@@ -132,11 +197,12 @@ func (w *workers) await(i int, seen uint64) bool {
 	return !w.quit.Load()
 }
 
-// take runs untaken chunks of the current call until none is left.
-func (w *workers) take() {
+// take runs untaken chunks of the current call until none is left, the
+// first untaken each time, or the last when fromBack.
+func (w *workers) take(fromBack bool) {
 	for {
-		t := int(w.next.Add(1)) - 1
-		if t >= w.c {
+		t := w.claim(fromBack)
+		if t < 0 {
 			return
 		}
 		lo := t * w.per
@@ -147,7 +213,29 @@ func (w *workers) take() {
 	}
 }
 
+// claim takes the first untaken chunk (the last when fromBack) and
+// returns it, or −1 when none is left.
+func (w *workers) claim(fromBack bool) int {
+	for {
+		e := w.ends.Load()
+		front, back := uint32(e), uint32(e>>32)
+		if front >= back {
+			return -1
+		}
+		if fromBack {
+			if w.ends.CompareAndSwap(e, e-1<<32) {
+				return int(back - 1)
+			}
+		} else if w.ends.CompareAndSwap(e, e+1) {
+			return int(front)
+		}
+	}
+}
+
 func (w *workers) stop() {
+	if w.shared {
+		return
+	}
 	w.once.Do(func() {
 		w.quit.Store(true)
 		for i := 1; i < w.n; i++ {
@@ -188,14 +276,28 @@ func (w *workers) parallel(k kernel, n, c, align int) int {
 		k.run(0, 0, n)
 		return 1
 	}
-	w.mu.Lock()
+	if !w.mu.TryLock() {
+		// Busy: the same chunks, on the caller (so that reductions add
+		// the same partial sums).
+		for t := 0; t < c; t++ {
+			k.run(t, t*per, min((t+1)*per, n))
+		}
+		return c
+	}
+	w.call(k, n, c, per)
+	w.mu.Unlock()
+	return c
+}
+
+// call runs the c chunks of per items of k over [0, n), with w.mu held.
+func (w *workers) call(k kernel, n, c, per int) {
 	// No helper may still be inside the previous call (one that entered
 	// it late leaves at once: it finds no chunk to take).
 	for w.active.Load() != 0 {
 		runtime.Gosched()
 	}
 	w.k, w.n0, w.c, w.per = k, n, c, per
-	w.next.Store(0)
+	w.ends.Store(uint64(c) << 32)
 	w.done.Store(0)
 	w.gen.Add(1) // open (odd)
 	for i := 1; i < w.n; i++ {
@@ -203,25 +305,45 @@ func (w *workers) parallel(k kernel, n, c, align int) int {
 			w.wake[i] <- struct{}{}
 		}
 	}
-	w.take()
+	w.take(false)
 	if int(w.done.Load()) != c {
-		t0 := time.Now()
-		for spins := 0; int(w.done.Load()) != c; spins++ {
-			if spins&63 == 63 && time.Since(t0) > callerSpin {
-				w.waiting.Store(1)
-				if int(w.done.Load()) == c {
-					if w.waiting.Swap(0) == 0 {
-						<-w.fin // the last chunk's runner took the flag and sends
-					}
-				} else {
-					<-w.fin
-				}
-				break
-			}
-		}
+		w.awaitDone(c)
 	}
 	w.gen.Add(1) // closed (even)
 	w.k = nil
-	w.mu.Unlock()
-	return c
+}
+
+// awaitDone waits until the c chunks of the current call are done: it
+// polls for callerSpin (giving its core away between polls past
+// pureSpin), then blocks on fin.
+func (w *workers) awaitDone(c int) {
+	t0 := time.Now()
+	for spins := 0; int(w.done.Load()) != c; spins++ {
+		if spins&63 != 63 {
+			continue
+		}
+		e := time.Since(t0)
+		if e <= callerSpin {
+			if e > pureSpin {
+				yield()
+			}
+			continue
+		}
+		w.waiting.Store(1)
+		if int(w.done.Load()) == c {
+			if w.waiting.Swap(0) == 0 {
+				<-w.fin // the last chunk's runner took the flag and sends
+			}
+		} else {
+			<-w.fin
+		}
+		return
+	}
+}
+
+// yield lets the other goroutines of this P run, then other threads of
+// this core (osYield).
+func yield() {
+	runtime.Gosched()
+	osYield()
 }

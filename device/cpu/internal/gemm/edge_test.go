@@ -33,9 +33,22 @@ func TestEdgeKernels(t *testing.T) {
 				for i := range b {
 					b[i] = float32(r.Float64()*2 - 1)
 				}
-				for rows := 1; rows <= kr.mr; rows++ {
-					for cols := 1; cols <= kr.nr; cols++ {
+				for rc := 0; rc < 2*kr.mr*kr.nr; rc++ {
+					// Every height and width with the full-width kernels,
+					// then with the half-width ones over their columns.
+					half := rc >= kr.mr*kr.nr
+					rows, cols := rc%(kr.mr*kr.nr)/kr.nr+1, rc%kr.nr+1
+					if half && kr.edgeHalf == nil {
+						break
+					}
+					{
 						ek, w := kr.edge, cols
+						if half {
+							if 2*cols > kr.nr {
+								continue
+							}
+							ek = kr.edgeHalf
+						}
 						for _, ab := range [][3]float32{{1, 0, 0}, {-0.5, 0, 0}, {1.5, 2, 1}, {1, 1, 1}} {
 							alpha, beta, loadC := ab[0], ab[1], int(ab[2])
 							c := make([]float32, (kr.mr+1)*ldc)
@@ -54,6 +67,15 @@ func TestEdgeKernels(t *testing.T) {
 							}
 							copy(c0, c)
 							ek[rows-1](kc, &a[0], &b[0], &c[0], ldc, alpha, beta, loadC, kr.mr, kr.nr, 1<<w-1)
+							if half { // the full-width kernel's bits
+								c1 := append([]float32(nil), c0...)
+								kr.edge[rows-1](kc, &a[0], &b[0], &c1[0], ldc, alpha, beta, loadC, kr.mr, kr.nr, 1<<w-1)
+								for i := range c1 {
+									if math.Float32bits(c1[i]) != math.Float32bits(c[i]) {
+										t.Fatalf("kc %d, %d×%d: half-width kernel gives %v at %d, full-width %v", kc, rows, w, c[i], i, c1[i])
+									}
+								}
+							}
 							for i := 0; i <= kr.mr; i++ {
 								for j := 0; j < ldc; j++ {
 									got := c[i*ldc+j]

@@ -28,9 +28,11 @@
 // register blocks (AVX-512; Go elsewhere).
 //
 // Large products are split over a fixed pool of goroutines (one per
-// GOMAXPROCS), along m or n (whichever leaves the busiest goroutine the
-// least work, packing included), or — long, thin products whose column
-// slivers would split unevenly, such as weight gradients — along k into
+// GOMAXPROCS: the package's own, or the one a backend gives SetPool, so
+// that its other kernels and the GEMM share one set of helpers), along m
+// or n (whichever leaves the busiest goroutine the least work, packing
+// included), or — long, thin products whose column slivers would split
+// unevenly, such as weight gradients — along k into
 // chunks fixed by the shape and summed in order (kChunks); batches of
 // small products are split by entry; small ones stay on the calling
 // goroutine. Small products with far fewer padded columns as Cᵀ are
@@ -611,14 +613,21 @@ var (
 	scratches  freeList[scratch]
 )
 
-// run runs every part, with up to parts−1 helpers from the pool, and
-// returns when all are done.
+// run runs every part, on the Pool given to SetPool or else with up to
+// parts−1 helpers from the package's own pool, and returns when all are
+// done.
 func (j *job) run() {
 	j.refs.Store(1)
 	if j.parts == 1 || j.serial {
 		for t := 0; t < j.parts; t++ {
 			j.part(t)
 		}
+		return
+	}
+	if p := extPool.Load(); p != nil {
+		// The pool calls Part for every part and returns only when no
+		// goroutine of it will touch j again.
+		(*p).Run(j, j.parts)
 		return
 	}
 	startPool()
@@ -635,6 +644,9 @@ func (j *job) run() {
 	j.work()
 	<-j.fin
 }
+
+// Part runs part t of the job (Parts, for a Pool).
+func (j *job) Part(t int) { j.part(t) }
 
 // work runs untaken parts until none is left.
 func (j *job) work() {
@@ -882,7 +894,11 @@ func (s *scratch) macro(p *problem, ap, bp []float32, directA, directB bool, ic,
 			if kr.edge != nil {
 				// Edge tile straight into C: a kernel for its rows,
 				// masked stores for its columns.
-				kr.edge[rows-1](kc, as, bs, &c[off], ldc, alpha, beta, loadC, sa, sb, 1<<cols-1)
+				ek := kr.edge
+				if 2*cols <= nr && kr.edgeHalf != nil {
+					ek = kr.edgeHalf // the last sliver of n = 196 or 784: half the work
+				}
+				ek[rows-1](kc, as, bs, &c[off], ldc, alpha, beta, loadC, sa, sb, 1<<cols-1)
 				continue
 			}
 			// Edge tile: compute the whole padded tile into s.t, then
@@ -1056,6 +1072,39 @@ func scatterGo(d []float32, w int, src []float32, ld, o, rows, p0, p1 int) {
 			clear(d[p*w+rows : p*w+w])
 		}
 	}
+}
+
+// Parts is a job split into parts that may run on any goroutines in any
+// order (what a Pool runs): which goroutine runs a part never changes
+// what it computes.
+type Parts interface {
+	Part(t int)
+}
+
+// Pool runs the parts of a product on goroutines other than the caller's
+// too: Run calls p.Part(t) exactly once for every t in [0, parts), the
+// calling goroutine taking parts as well, and returns when every call
+// has returned and no goroutine of the pool will touch p again. It must
+// be safe for concurrent use (a pool busy with another call may run the
+// parts on the caller) and must not allocate.
+type Pool interface {
+	Run(p Parts, parts int)
+}
+
+// extPool is the Pool given to SetPool, if any.
+var extPool atomic.Pointer[Pool]
+
+// SetPool makes the products split over goroutines run their parts on p
+// (nil: the package's own pool), so that a backend whose other kernels
+// have their own helper goroutines shares them with the GEMM instead of
+// keeping a second set that has to be woken for every product. Results
+// are the same bits on any pool.
+func SetPool(p Pool) {
+	if p == nil {
+		extPool.Store(nil)
+		return
+	}
+	extPool.Store(&p)
 }
 
 // The worker pool: GOMAXPROCS−1 goroutines (at least one) that help

@@ -45,6 +45,9 @@ type kernel struct {
 	// transposing copy of r ≤ 16 rows that packing uses (nil: scalar).
 	edge  []edgeKernel
 	trans []transKernel
+	// edgeHalf[r-1] is edge[r-1] for tiles of at most nr/2 columns,
+	// computing only those (nil: edge serves them too).
+	edgeHalf []edgeKernel
 	// copyA and copyB copy pieces of mr and nr floats of one row into
 	// consecutive slivers (see copyKernel; nil: Go).
 	copyA, copyB copyKernel

@@ -58,6 +58,47 @@ func kernAVX512Edge11(kc int, a, b, c *float32, ldc int, alpha, beta float32, lo
 //go:noescape
 func kernAVX512Edge12(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC, sa, sb int, mask uint64)
 
+// kernAVX512Half1 … kernAVX512Half12 are the edge kernels for tiles of at
+// most 16 columns: they compute only the first 16 columns of the tile (one
+// zmm a row), half the work of kernAVX512EdgeN, with the same operations
+// for every element they store (kernel_amd64.s, written by asmgen).
+//
+//go:noescape
+func kernAVX512Half1(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC, sa, sb int, mask uint64)
+
+//go:noescape
+func kernAVX512Half2(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC, sa, sb int, mask uint64)
+
+//go:noescape
+func kernAVX512Half3(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC, sa, sb int, mask uint64)
+
+//go:noescape
+func kernAVX512Half4(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC, sa, sb int, mask uint64)
+
+//go:noescape
+func kernAVX512Half5(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC, sa, sb int, mask uint64)
+
+//go:noescape
+func kernAVX512Half6(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC, sa, sb int, mask uint64)
+
+//go:noescape
+func kernAVX512Half7(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC, sa, sb int, mask uint64)
+
+//go:noescape
+func kernAVX512Half8(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC, sa, sb int, mask uint64)
+
+//go:noescape
+func kernAVX512Half9(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC, sa, sb int, mask uint64)
+
+//go:noescape
+func kernAVX512Half10(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC, sa, sb int, mask uint64)
+
+//go:noescape
+func kernAVX512Half11(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC, sa, sb int, mask uint64)
+
+//go:noescape
+func kernAVX512Half12(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC, sa, sb int, mask uint64)
+
 // transAVX512R1 … transAVX512R16 transpose 16-column blocks of 1 … 16
 // source rows into 16-lane destination rows (packing of the operands
 // stored along k; kernel_amd64.s, written by asmgen).
@@ -137,6 +178,7 @@ var (
 
 func init() {
 	avx512Kernel.edge = []edgeKernel{kernAVX512Edge1, kernAVX512Edge2, kernAVX512Edge3, kernAVX512Edge4, kernAVX512Edge5, kernAVX512Edge6, kernAVX512Edge7, kernAVX512Edge8, kernAVX512Edge9, kernAVX512Edge10, kernAVX512Edge11, kernAVX512Edge12}
+	avx512Kernel.edgeHalf = []edgeKernel{kernAVX512Half1, kernAVX512Half2, kernAVX512Half3, kernAVX512Half4, kernAVX512Half5, kernAVX512Half6, kernAVX512Half7, kernAVX512Half8, kernAVX512Half9, kernAVX512Half10, kernAVX512Half11, kernAVX512Half12}
 	avx512Kernel.copyA, avx512Kernel.copyB = copyAVX512W12, copyAVX512W32
 	avx512Kernel.trans = []transKernel{transAVX512R1, transAVX512R2, transAVX512R3, transAVX512R4, transAVX512R5, transAVX512R6, transAVX512R7, transAVX512R8, transAVX512R9, transAVX512R10, transAVX512R11, transAVX512R12, transAVX512R13, transAVX512R14, transAVX512R15, transAVX512R16}
 }

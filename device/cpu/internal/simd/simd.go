@@ -5,7 +5,9 @@
 // Adam needs AVX2 and FMA (HasAdam). The elementwise kernels (Add, Sub,
 // Mul, Scale, Axpy, MaskPos for ReLU and its gradient, Leaky for leaky
 // ReLU and its gradient) need AVX2 (HasAVX2) and give results bit for bit
-// equal to the portable Go loops of the CPU backend. On other processors,
-// and under the purego build tag, HasAdam and HasAVX2 are false and the
-// kernels must not be called.
+// equal to the portable Go loops of the CPU backend. The rows of 2×2
+// max pooling and its gradient (MaxPool2x2Row, MaxPoolGrad2x2Row) need
+// AVX-512F (HasAVX512) and give the backend's loops' results bit for bit.
+// On other processors, and under the purego build tag, HasAdam, HasAVX2
+// and HasAVX512 are false and the kernels must not be called.
 package simd

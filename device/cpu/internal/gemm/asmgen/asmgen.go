@@ -24,7 +24,9 @@ type Kernel struct {
 	Unroll int    // steps of p per loop iteration
 	Zero   string // instruction that zeroes a register with itself
 	// Masked kernels (AVX-512) also get edge variants NameEdge1 …
-	// NameEdgeMR, one per tile height, storing the columns of a bit mask.
+	// NameEdgeMR, one per tile height, storing the columns of a bit mask,
+	// and NameHalf1 … NameHalfMR, the same for tiles of at most NR/2
+	// columns, which compute only the first half of the tile's columns.
 	Masked bool
 }
 
@@ -52,6 +54,9 @@ func Generate() []byte {
 		}
 		for rows := 1; rows <= k.MR; rows++ {
 			gen(&w, k, fmt.Sprintf("%sEdge%d", k.Name, rows), rows, k.NR/k.Lanes, true)
+		}
+		for rows := 1; rows <= k.MR; rows++ {
+			gen(&w, k, fmt.Sprintf("%sHalf%d", k.Name, rows), rows, k.NR/k.Lanes/2, true)
 		}
 	}
 	for rows := 1; rows <= 16; rows++ {
@@ -125,6 +130,9 @@ func gen(w *bytes.Buffer, k Kernel, name string, rows, v int, masked bool) {
 	// After the loop the B and A registers are free for alpha, beta and a
 	// temporary.
 	alpha, beta, tmp := breg(0), breg(1), areg(0)
+	if v == 1 { // breg(1) is areg(0): beta goes past the A registers
+		beta = fmt.Sprintf("%s%d", k.Reg, k.MR*v+v+2)
+	}
 	p := func(format string, args ...any) { fmt.Fprintf(w, "\t"+format+"\n", args...) }
 	label := func(s string) { fmt.Fprintf(w, "%s_%s:\n", name, s) }
 	// mask(j) is the mask register of vector j of a row (K1, K2, …) in the
@@ -240,12 +248,15 @@ TEXT ·%[1]s(SB), NOSPLIT, $0-80
 	p("MOVQ c+24(FP), DX")
 	p("VBROADCASTSS alpha+40(FP), %s", alpha)
 	if masked {
-		if v != 2 {
-			panic("asmgen: masked kernels have two vectors a row")
-		}
 		p("MOVQ mask+72(FP), R9")
 		p("KMOVD R9, K1")
-		p("KSHIFTRD $%d, K1, K2", k.Lanes)
+		switch v {
+		case 1:
+		case 2:
+			p("KSHIFTRD $%d, K1, K2", k.Lanes)
+		default:
+			panic("asmgen: masked kernels have one or two vectors a row")
+		}
 	}
 	p("MOVQ loadC+48(FP), R9")
 	p("TESTQ R9, R9")
