@@ -17,8 +17,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 . bench/lib.sh
 
-echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?') (plus the working tree)"
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+sitting_header
 echo "recipe: $iters steps, validation every $every steps over 20 batches"
 
 go build -o "$tmp/kiln" ./cmd/kiln
