@@ -1,9 +1,6 @@
 package cpu
 
 import (
-	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/blas32"
-
 	"github.com/kilnml/kiln/device"
 	"github.com/kilnml/kiln/device/cpu/internal/gemm"
 )
@@ -82,20 +79,11 @@ func gemmF32(transA, transB bool, m, n, k int, alpha float32, a, b []float32, be
 	if transB {
 		ldb = k
 	}
-	if !useBLAS32 {
-		gemm.Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, n)
+	if useBLAS32 {
+		blasGemm(transA, transB, m, n, k, alpha, a, 0, b, 0, beta, c, 0, 1)
 		return
 	}
-	ta, tb := blas.NoTrans, blas.NoTrans
-	if transA {
-		ta = blas.Trans
-	}
-	if transB {
-		tb = blas.Trans
-	}
-	// Both gonum's Sgemm and OpenBLAS zero C when beta is 0 rather than
-	// scaling it (checked by TestGemmBetaZeroIgnoresNaN), so C is not read.
-	blas32.Implementation().Sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, n)
+	gemm.Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, n)
 }
 
 // gemmBatchedF32 is the strided-batched GEMM on dense row-major slices:
@@ -109,9 +97,7 @@ func gemmF32(transA, transB bool, m, n, k int, alpha float32, a, b []float32, be
 func gemmBatchedF32(transA, transB bool, m, n, k int, alpha float32, a []float32, strideA int, b []float32, strideB int,
 	beta float32, c []float32, strideC int, batch int) {
 	if useBLAS32 {
-		for i := 0; i < batch; i++ {
-			gemmF32(transA, transB, m, n, k, alpha, a[i*strideA:], b[i*strideB:], beta, c[i*strideC:])
-		}
+		blasGemm(transA, transB, m, n, k, alpha, a, strideA, b, strideB, beta, c, strideC, batch)
 		return
 	}
 	lda, ldb := k, n

@@ -5,6 +5,7 @@ package cpu
 // #cgo LDFLAGS: -lopenblas
 // char *openblas_get_corename(void);
 // char *openblas_get_config(void);
+// void openblas_set_num_threads(int);
 import "C"
 
 import (
@@ -20,6 +21,9 @@ import (
 func init() {
 	blas32.Use(netlib.Implementation{})
 	useBLAS32 = true
+	// One thread per call: the products run on the shared workers, cut
+	// into slabs (blas_split.go), not on OpenBLAS's own threads.
+	C.openblas_set_num_threads(1)
 	blasCore = C.GoString(C.openblas_get_corename())
 	blasConfig = C.GoString(C.openblas_get_config())
 	blasName = "OpenBLAS (cgo, gonum.org/v1/netlib), core " + blasCore

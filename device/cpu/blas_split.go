@@ -1,0 +1,98 @@
+package cpu
+
+import (
+	"sync"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas32"
+)
+
+// The openblas build's products run on the process's worker goroutines,
+// OpenBLAS itself single-threaded (openblas.go): one set of threads for
+// every kernel, as the default build's GEMM shares them. OpenBLAS's own
+// threads would otherwise wake for every call and compete for the cores
+// with the helpers polling between kernels. A product is cut into slabs
+// of C fixed by its shape alone (rows, or columns when there are few
+// rows; whole entries of a batch), each one cblas_sgemm call, so the
+// results do not depend on the number of cores.
+
+// blasSplitMACs is the smallest product (m·n·k) worth splitting: below it
+// one call on the caller is faster than handing slabs out.
+const blasSplitMACs = 1 << 18
+
+// blasSlabs is how many slabs a product of extent e (rows or columns) is
+// cut into: at most 8, none narrower than 32.
+func blasSlabs(e int) int { return max(1, min(8, e/32)) }
+
+// blasKern is the argument block of one split OpenBLAS product.
+type blasKern struct {
+	ta, tb                    blas.Transpose
+	m, n, k                   int
+	alpha, beta               float32
+	a, b, c                   []float32
+	lda, ldb                  int
+	byCols, batched           bool
+	strideA, strideB, strideC int
+}
+
+var blasKerns = sync.Pool{New: func() any { return new(blasKern) }}
+
+func (q *blasKern) run(_, lo, hi int) {
+	impl := blas32.Implementation()
+	switch {
+	case q.batched: // entries [lo, hi)
+		for i := lo; i < hi; i++ {
+			impl.Sgemm(q.ta, q.tb, q.m, q.n, q.k, q.alpha, q.a[i*q.strideA:], q.lda, q.b[i*q.strideB:], q.ldb, q.beta, q.c[i*q.strideC:], q.n)
+		}
+	case q.byCols: // columns [lo, hi) of C: the same columns of op(B)
+		var b []float32
+		if q.tb == blas.Trans {
+			b = q.b[lo*q.ldb:] // B stored n×k: rows lo… of it
+		} else {
+			b = q.b[lo:] // B stored k×n
+		}
+		impl.Sgemm(q.ta, q.tb, q.m, hi-lo, q.k, q.alpha, q.a, q.lda, b, q.ldb, q.beta, q.c[lo:], q.n)
+	default: // rows [lo, hi) of C: the same rows of op(A)
+		var a []float32
+		if q.ta == blas.Trans {
+			a = q.a[lo:] // A stored k×m: columns lo… of it
+		} else {
+			a = q.a[lo*q.lda:] // A stored m×k
+		}
+		impl.Sgemm(q.ta, q.tb, hi-lo, q.n, q.k, q.alpha, a, q.lda, q.b, q.ldb, q.beta, q.c[lo*q.n:], q.n)
+	}
+}
+
+// blasGemm is gemmF32 and gemmBatchedF32 (batch ≥ 1; batch 1 with zero
+// strides for a single product) through blas32 on the shared workers.
+func blasGemm(transA, transB bool, m, n, k int, alpha float32, a []float32, strideA int, b []float32, strideB int,
+	beta float32, c []float32, strideC int, batch int) {
+	q := blasKerns.Get().(*blasKern)
+	*q = blasKern{ta: blas.NoTrans, tb: blas.NoTrans, m: m, n: n, k: k, alpha: alpha, beta: beta, a: a, b: b, c: c,
+		lda: k, ldb: n, strideA: strideA, strideB: strideB, strideC: strideC}
+	if transA {
+		q.ta, q.lda = blas.Trans, m
+	}
+	if transB {
+		q.tb, q.ldb = blas.Trans, k
+	}
+	// Both gonum's Sgemm and OpenBLAS zero C when beta is 0 rather than
+	// scaling it (checked by TestGemmBetaZeroIgnoresNaN), so C is not read.
+	macs := int64(m) * int64(n) * int64(k) * int64(batch)
+	w := sharedWorkers()
+	switch {
+	case macs < blasSplitMACs:
+		q.batched = true
+		q.run(0, 0, batch)
+	case batch > 1:
+		q.batched = true
+		w.parallel(q, batch, min(batch, maxChunks), 1)
+	case m >= 4*32 || m >= n:
+		w.parallel(q, m, blasSlabs(m), 1)
+	default:
+		q.byCols = true
+		w.parallel(q, n, blasSlabs(n), 1)
+	}
+	*q = blasKern{}
+	blasKerns.Put(q)
+}
