@@ -23,26 +23,27 @@ func TestBLASGemmSlabs(t *testing.T) {
 		return s
 	}
 	for _, c := range []struct {
-		m, n, k, batch int
-		sharedA        bool
+		m, n, k, batch   int
+		sharedA, sharedB bool
 	}{
-		{300, 70, 40, 1, false}, // rows: 9 slabs of up to 34
-		{40, 700, 30, 1, false}, // columns
-		{9, 10, 11, 1, false},   // one call
-		{50, 60, 70, 3, false},  // entries
-		{50, 60, 70, 3, true},   // entries, A shared (stride 0)
+		{300, 70, 40, 1, false, false}, // rows: 8 slabs of up to 38
+		{40, 700, 30, 1, false, false}, // columns
+		{9, 10, 11, 1, false, false},   // one call
+		{50, 60, 70, 3, false, false},  // entries
+		{50, 60, 70, 3, true, false},   // entries, A shared (stride 0)
+		{50, 60, 70, 3, false, true},   // entries, B shared
 	} {
 		for _, tr := range [][2]bool{{false, false}, {true, false}, {false, true}, {true, true}} {
-			name := fmt.Sprintf("%dx%dx%d_b%d_shared%v_t%v%v", c.m, c.n, c.k, c.batch, c.sharedA, tr[0], tr[1])
+			name := fmt.Sprintf("%dx%dx%d_b%d_shared%v%v_t%v%v", c.m, c.n, c.k, c.batch, c.sharedA, c.sharedB, tr[0], tr[1])
 			sa, sb, sc := c.m*c.k, c.k*c.n, c.m*c.n
+			na, nb := c.m*c.k*c.batch, c.k*c.n*c.batch
 			if c.sharedA {
-				sa = 0
+				sa, na = 0, c.m*c.k
 			}
-			na := c.m * c.k
-			if !c.sharedA {
-				na *= c.batch
+			if c.sharedB {
+				sb, nb = 0, c.k*c.n
 			}
-			a, b := fill(na), fill(c.k*c.n*c.batch)
+			a, b := fill(na), fill(nb)
 			cc := fill(c.m * c.n * c.batch)
 			want := make([]float64, len(cc))
 			const alpha, beta = 0.75, 0.5

@@ -181,7 +181,7 @@ func (d *Device) CrossEntropy(logits, labels device.Buffer, rows, cols int, igno
 	d.k = kern{part: &d.part, op: opCrossEntropy, a: xf, lab: lab, c: gf, cols: cols, f: inv, flag: gf != nil,
 		seed: uint64(uint32(ignoreIndex))}
 	k := d.embKern()
-	s := d.partSum(d.w.parallel(k, rows, d.w.chunks(rows, rowGrain(trGrain, cols)), 1))
+	s := d.partSum(d.w.parallel(k, rows, reduceChunks(rows, rowGrain(trGrain, cols)), 1))
 	d.release()
 	lf[0] = float32(s / float64(count))
 	return nil

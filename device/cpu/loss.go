@@ -78,7 +78,7 @@ func (d *Device) Loss(kind device.LossKind, pred, target device.Buffer, rows, co
 func (d *Device) launchLoss(rows, grain int, norm float64) int {
 	d.k.s0 = float32(1 / norm)
 	d.k.f = 1 / norm
-	return d.launch(rows, grain)
+	return d.w.parallel(&d.k, rows, reduceChunks(rows, grain), 16)
 }
 
 // lossRows returns the summed (unnormalised) loss over rows [lo, hi) and

@@ -25,6 +25,9 @@ var blasCore, blasConfig string
 // choice is the user's and there is no hint. The default build picks its
 // GEMM micro-kernel from the CPU's features itself and never needs one.
 func BLASAdvice() string {
+	if !strings.Contains(blasConfig, "DYNAMIC_ARCH") {
+		return "" // built for one core: OPENBLAS_CORETYPE would change nothing
+	}
 	_, envSet := os.LookupEnv("OPENBLAS_CORETYPE")
 	return coreAdvice(blasCore, envSet, cpuSIMD())
 }
@@ -68,7 +71,7 @@ func coreLevel(core string) simdLevel {
 	switch strings.ToLower(core) {
 	case "skylakex", "cooperlake", "sapphirerapids":
 		return simdAVX512
-	case "haswell", "zen", "excavator", "steamroller":
+	case "haswell", "zen", "excavator":
 		return simdAVX2
 	}
 	return simdOld

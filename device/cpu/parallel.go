@@ -170,6 +170,11 @@ func (w *workers) loop(i int) {
 // stop; false when they stop.
 func (w *workers) await(i int, seen uint64) bool {
 	open := func() bool { g := w.gen.Load(); return g != seen && g&1 == 1 }
+	// Helper i polls for helperSpin/i: the first helper the whole window,
+	// later ones less, so that after one isolated call a many-core host
+	// burns about helperSpin·ln(n) of CPU, not helperSpin·(n−1) (a 2-core
+	// machine's single helper keeps the whole window).
+	window := helperSpin / time.Duration(i)
 	t0 := time.Now()
 	for spins := 0; ; spins++ {
 		if w.quit.Load() {
@@ -179,7 +184,7 @@ func (w *workers) await(i int, seen uint64) bool {
 			return true
 		}
 		if spins&63 == 63 {
-			if e := time.Since(t0); e > helperSpin {
+			if e := time.Since(t0); e > window {
 				break
 			} else if e > pureSpin {
 				yield()
@@ -259,6 +264,16 @@ func (w *workers) chunks(n, grain int) int {
 	return c
 }
 
+// reduceChunks is chunks for reductions: the chunks' partial sums are
+// added in chunk order, so their number must depend on the size alone,
+// never on how many workers there are (chunks caps it at w.n, which would
+// make a sum's bits depend on GOMAXPROCS). The workers take the chunks
+// from a shared counter, so more chunks than workers cost only a few
+// atomic claims.
+func reduceChunks(n, grain int) int {
+	return max(1, min(n/grain, maxChunks))
+}
+
 // parallel runs k over [0, n) in c chunks (as returned by chunks); chunk
 // boundaries are multiples of align (a power of two) so that chunks do not
 // share cache lines. It returns when every chunk has finished, with the
@@ -299,6 +314,24 @@ func (w *workers) call(k kernel, n, c, per int) {
 	w.k, w.n0, w.c, w.per = k, n, c, per
 	w.ends.Store(uint64(c) << 32)
 	w.done.Store(0)
+	// A chunk that panics on the caller (recovered further up) must not
+	// leave the process's workers locked with a call open: no chunk left
+	// to claim, the helpers out, the call closed, the lock released, and
+	// the panic goes on.
+	defer func() {
+		if r := recover(); r != nil {
+			w.ends.Store(0)
+			for w.active.Load() != 0 {
+				runtime.Gosched()
+			}
+			if w.gen.Load()&1 == 1 {
+				w.gen.Add(1)
+			}
+			w.k = nil
+			w.mu.Unlock()
+			panic(r)
+		}
+	}()
 	w.gen.Add(1) // open (odd)
 	for i := 1; i < w.n; i++ {
 		if w.sleeping[i].Swap(0) == 1 {

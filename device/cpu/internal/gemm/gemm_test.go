@@ -446,10 +446,16 @@ func TestNoAllocs(t *testing.T) {
 			Sgemm(false, true, m, n, k, 1, a, k, b, k, 0, c, n)
 			SgemmBatched(false, false, m, n, k, 1, a, k, m*k, b, n, 0, 1, c, n, m*n, 3)
 			SgemmBatchedPacked(false, m, n, k, 1, a, k, 0, pk, 0, c, n, m*n, 3)
+			// Let the helpers run: the caller took every part itself, and
+			// a helper still queued holds its reference to the job.
+			runtime.Gosched()
 		}
 		// AllocsPerRun runs with GOMAXPROCS 1; two parts still go through
 		// the pool. A helper that has not run yet keeps its job, so the
-		// free list first grows to the depth of the pool's queue.
+		// free list first grows to the depth of the pool's queue; the
+		// Gosched above bounds that depth whatever the scheduler does
+		// (without it, a loaded machine that starves the helper for the
+		// whole measurement made a new job per call).
 		old, procs := nThreads, runtime.GOMAXPROCS(1)
 		nThreads = 2
 		for range 200 {
