@@ -72,16 +72,16 @@ func (d *Device) Gemm(transA, transB bool, m, n, k int, alpha float32, a, b devi
 // beta·C, C not read when beta is 0. The slices are already checked to
 // be long enough.
 func gemmF32(transA, transB bool, m, n, k int, alpha float32, a, b []float32, beta float32, c []float32) {
+	if useBLAS32 {
+		blasGemm(transA, transB, m, n, k, alpha, a, 0, b, 0, beta, c, 0, 1)
+		return
+	}
 	lda, ldb := k, n
 	if transA {
 		lda = m
 	}
 	if transB {
 		ldb = k
-	}
-	if useBLAS32 {
-		blasGemm(transA, transB, m, n, k, alpha, a, 0, b, 0, beta, c, 0, 1)
-		return
 	}
 	gemm.Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, n)
 }

@@ -68,10 +68,15 @@ type kern struct {
 }
 
 // launch runs d.k over n items (elements, or rows for row kernels), split
-// across the workers when n/grain allows. It returns the number of chunks
-// run, for reductions to add up their partial sums.
+// across the workers when n/grain allows.
 func (d *Device) launch(n, grain int) int {
 	return d.w.parallel(&d.k, n, d.w.chunks(n, grain), 16)
+}
+
+// launchReduce is launch for a reduction: its chunks are fixed by n alone
+// (reduceChunks), and it returns how many ran, for partSum.
+func (d *Device) launchReduce(n, grain int) int {
+	return d.w.parallel(&d.k, n, reduceChunks(n, grain), 16)
 }
 
 // partSum adds up the per-chunk partial sums of a reduction.

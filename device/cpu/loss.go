@@ -73,12 +73,12 @@ func (d *Device) Loss(kind device.LossKind, pred, target device.Buffer, rows, co
 	return nil
 }
 
-// launchLoss is launch with the reduction divisor stored for the
+// launchLoss is launchReduce with the reduction divisor stored for the
 // gradient.
 func (d *Device) launchLoss(rows, grain int, norm float64) int {
 	d.k.s0 = float32(1 / norm)
 	d.k.f = 1 / norm
-	return d.w.parallel(&d.k, rows, reduceChunks(rows, grain), 16)
+	return d.launchReduce(rows, grain)
 }
 
 // lossRows returns the summed (unnormalised) loss over rows [lo, hi) and

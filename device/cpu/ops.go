@@ -395,7 +395,7 @@ func (d *Device) reduce(op string, code opcode, x device.Buffer, n int, out devi
 		return err
 	}
 	d.k = kern{part: &d.part, op: code, a: xf}
-	s := d.partSum(d.w.parallel(&d.k, n, reduceChunks(n, ewGrain), 16))
+	s := d.partSum(d.launchReduce(n, ewGrain))
 	d.release()
 	if beta != 0 {
 		s += float64(beta) * float64(of[0])
