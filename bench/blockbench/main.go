@@ -17,7 +17,11 @@
 // (samples are sequences of the context length), which bench/block.sh
 // reads.
 //
-//	go run ./bench/blockbench [-batch 8] [-ctx 256] [-width 384] [-heads 6] [-steps 10] [-cpuprofile FILE]
+//	go run ./bench/blockbench [-batch 8] [-ctx 256] [-width 384] [-heads 6] [-steps 10] [-cpuprofile FILE] [-ops]
+//
+// -ops wraps the device and times each primitive call of the timed steps
+// (bench/internal/opstats), listed by shape, the largest first.
+//
 //	go run -tags openblas ./bench/blockbench …   # the OpenBLAS GEMM
 package main
 
@@ -31,6 +35,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/kilnml/kiln/bench/internal/opstats"
 	"github.com/kilnml/kiln/device"
 	_ "github.com/kilnml/kiln/device/cpu" // the CPU backend
 	"github.com/kilnml/kiln/nn"
@@ -118,6 +123,7 @@ func run(args []string, w io.Writer) error {
 	warmup := fs.Int("warmup", 2, "untimed steps first")
 	devName := fs.String("device", "cpu", "device")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed steps here")
+	ops := fs.Bool("ops", false, "time every primitive call of the timed steps and list them by shape, the largest first")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -129,6 +135,11 @@ func run(args []string, w io.Writer) error {
 		return err
 	}
 	defer dev.Close()
+	var timed *opstats.Device
+	if *ops {
+		timed = opstats.New(dev)
+		dev = timed
+	}
 	m := newBlock(*width, *heads)
 	ps, err := nn.NewParamSet(dev, m, 1)
 	if err != nil {
@@ -202,6 +213,9 @@ func run(args []string, w io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if timed != nil {
+		timed.On = true
+	}
 	times := make([]float64, *steps)
 	for i := range times {
 		t0 := time.Now()
@@ -209,6 +223,10 @@ func run(args []string, w io.Writer) error {
 			return err
 		}
 		times[i] = time.Since(t0).Seconds()
+	}
+	if timed != nil {
+		timed.On = false
+		timed.Report(w, *steps)
 	}
 	slices.Sort(times)
 	med := times[len(times)/2]

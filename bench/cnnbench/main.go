@@ -47,6 +47,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/kilnml/kiln/bench/internal/opstats"
 	"github.com/kilnml/kiln/device"
 	_ "github.com/kilnml/kiln/device/cpu" // the CPU backend
 	"github.com/kilnml/kiln/nn"
@@ -109,9 +110,9 @@ func run(args []string, w io.Writer) error {
 		return err
 	}
 	defer dev.Close()
-	var timed *timedDevice
+	var timed *opstats.Device
 	if *ops {
-		timed = newTimedDevice(dev)
+		timed = opstats.New(dev)
 		dev = timed
 	}
 
@@ -218,7 +219,7 @@ func run(args []string, w io.Writer) error {
 		defer pprof.StopCPUProfile()
 	}
 	if timed != nil {
-		timed.on = true
+		timed.On = true
 	}
 	times := make([]float64, *steps)
 	for i := range times {
@@ -229,8 +230,8 @@ func run(args []string, w io.Writer) error {
 		times[i] = time.Since(t0).Seconds()
 	}
 	if timed != nil {
-		timed.on = false
-		timed.report(w, *steps)
+		timed.On = false
+		timed.Report(w, *steps)
 	}
 	if *checksum {
 		vals, _ := params.Flat()

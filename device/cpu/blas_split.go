@@ -15,14 +15,57 @@ import (
 // of C fixed by its shape alone (rows, or columns when there are few
 // rows; whole entries of a batch), each one cblas_sgemm call, so the
 // results do not depend on the number of cores.
+//
+// The largest single products (blasThreadMACs) are the exception: cut
+// into slabs, every slab packs the whole of the operand the slabs share
+// (OpenBLAS packs its panels per call), which on the transformer block's
+// weight gradients ([384, 2048]ᵀ·[2048, 1536]: eight slabs of 48 rows,
+// each packing all of the second operand) cost a third of their speed
+// against one call on OpenBLAS's own threads, which share the packed
+// panels. Those run as one call on OpenBLAS's threads (as many as the
+// workers), the helpers parked meanwhile (hush) and OpenBLAS's threads
+// sleeping as soon as the call ends (openblas.go sets their timeout), so
+// neither pool polls on the cores the other is using. The price: how
+// OpenBLAS splits a call depends on its thread count, and so do the last
+// bits of the elements its edge kernels compute, so these products repeat
+// bit for bit at a given GOMAXPROCS but not across core counts (the slabs
+// are fixed by shape; the default build's GEMM gives the same bits at any
+// core count). TestBLASThreaded checks them against float64 at 1 to 4
+// threads.
 
 // blasSplitMACs is the smallest product (m·n·k) worth splitting: below it
 // one call on the caller is faster than handing slabs out.
 const blasSplitMACs = 1 << 18
 
+// blasThreadMACs is the smallest single product (m·n·k, batch 1) that runs
+// as one call on OpenBLAS's own threads when the build has them
+// (blasSetThreads): about a millisecond on one core, against the tens of
+// microseconds it takes to wake a sleeping OpenBLAS thread.
+const blasThreadMACs = 1 << 26
+
+// blasSetThreads sets how many threads OpenBLAS's next calls may use; nil
+// in the default build (gonum's Sgemm has no threads of its own).
+// blasBig serialises the calls that raise it above one.
+var (
+	blasSetThreads func(n int)
+	blasBig        sync.Mutex
+)
+
 // blasSlabs is how many slabs a product of extent e (rows or columns) is
 // cut into: at most 8, none narrower than 32.
 func blasSlabs(e int) int { return max(1, min(8, e/32)) }
+
+// blasWhole runs q (a single product) as one call on threads of
+// OpenBLAS's, w's helpers parked meanwhile.
+func blasWhole(q *blasKern, w *workers, threads int) {
+	blasBig.Lock()
+	defer blasBig.Unlock()
+	w.hush(true)
+	defer w.hush(false)
+	blasSetThreads(threads)
+	defer blasSetThreads(1)
+	q.run(0, 0, 1)
+}
 
 // blasKern is the argument block of one split OpenBLAS product.
 type blasKern struct {
@@ -81,6 +124,12 @@ func blasGemm(transA, transB bool, m, n, k int, alpha float32, a []float32, stri
 	macs := int64(m) * int64(n) * int64(k) * int64(batch)
 	w := sharedWorkers()
 	switch {
+	case blasSetThreads != nil && batch == 1 && macs >= blasThreadMACs:
+		// One call on OpenBLAS's threads (see the top of the file). A
+		// second such product on another goroutine meanwhile waits: it
+		// would otherwise be slabs competing for the same cores.
+		q.batched = true
+		blasWhole(q, w, w.n)
 	case macs < blasSplitMACs:
 		q.batched = true
 		q.run(0, 0, batch)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -297,5 +298,72 @@ func TestGemmOnSharedWorkers(t *testing.T) {
 				t.Fatalf("%+v [%d]: %v on the shared workers, %v on the GEMM's own", s, i, shared[i], own[i])
 			}
 		}
+	}
+}
+
+// pairKern's two chunks each wait (up to a deadline) until the other has
+// started: the call completes in time only if two goroutines ran them at
+// once, that is, if the helper took one.
+type pairKern struct {
+	started  atomic.Int32
+	timedOut atomic.Bool
+}
+
+func (k *pairKern) run(_, _, _ int) {
+	k.started.Add(1)
+	for end := time.Now().Add(5 * time.Second); k.started.Load() < 2; {
+		if time.Now().After(end) {
+			k.timedOut.Store(true)
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
+// TestWorkersHush checks hush: a hushed helper parks (well within the
+// polling window, with its whole window allowed as slack) and is woken by
+// the next call, alike with hush still on and after it is lifted: each
+// call's two chunks must run at once, one on the helper. A hush that
+// stopped the helper instead of parking it, or parked it where no call
+// wakes it, fails here.
+func TestWorkersHush(t *testing.T) {
+	w := newWorkers(2)
+	defer w.stop()
+	pair := func(what string) {
+		t.Helper()
+		k := &pairKern{}
+		w.parallel(k, 2, 2, 1)
+		if k.started.Load() != 2 {
+			t.Fatalf("%s: a chunk did not run", what)
+		}
+		if k.timedOut.Load() {
+			t.Fatalf("%s: the two chunks did not run at once (no helper took one within 5 s)", what)
+		}
+		if !w.mu.TryLock() {
+			t.Fatalf("%s: workers still locked after the call", what)
+		}
+		w.mu.Unlock()
+	}
+	parked := func() bool {
+		for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Microsecond) {
+			if w.sleeping[1].Load() == 1 {
+				return true
+			}
+		}
+		return false
+	}
+	for round := 0; round < 20; round++ {
+		t0 := time.Now()
+		pair("before hush")
+		w.hush(true)
+		if !parked() {
+			t.Fatal("hushed helper never parked")
+		}
+		if round == 0 {
+			t.Logf("parked %v after the call", time.Since(t0))
+		}
+		pair("hushed")
+		w.hush(false)
+		pair("after hush")
 	}
 }

@@ -87,6 +87,7 @@ type workers struct {
 	sleeping []atomic.Int32 // 1: helper i is blocked on wake[i]
 	wake     []chan struct{}
 	quit     atomic.Bool
+	quiet    atomic.Bool // idle helpers park at once (hush)
 	once     sync.Once
 	gp       gemmParts // the GEMM parts of the current call (Run)
 }
@@ -148,7 +149,9 @@ func newWorkers(n int) *workers {
 // helperSpin, then parked), takes chunks until none is left, and waits
 // again.
 func (w *workers) loop(i int) {
-	seen := w.gen.Load()
+	// gen's value before any call, not gen.Load(): a helper that starts
+	// after the first call opened must join it, not take it as seen.
+	var seen uint64
 	for {
 		g := w.gen.Load()
 		if g == seen || g&1 == 0 {
@@ -183,6 +186,9 @@ func (w *workers) await(i int, seen uint64) bool {
 		if open() {
 			return true
 		}
+		if w.quiet.Load() {
+			break
+		}
 		if spins&63 == 63 {
 			if e := time.Since(t0); e > window {
 				break
@@ -201,6 +207,13 @@ func (w *workers) await(i int, seen uint64) bool {
 	<-w.wake[i]
 	return !w.quit.Load()
 }
+
+// hush(true) makes idle helpers park at once instead of polling, until
+// hush(false): for the time another pool of threads (OpenBLAS's own, for
+// the openblas build's largest products, blas_split.go) runs on these
+// cores, so that no polling helper takes a share of them. The next call
+// wakes the parked helpers as usual.
+func (w *workers) hush(on bool) { w.quiet.Store(on) }
 
 // take runs untaken chunks of the current call until none is left, the
 // first untaken each time, or the last when fromBack.
