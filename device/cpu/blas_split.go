@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"runtime"
 	"sync"
 
 	"gonum.org/v1/gonum/blas"
@@ -44,11 +45,16 @@ const blasSplitMACs = 1 << 18
 const blasThreadMACs = 1 << 26
 
 // blasSetThreads sets how many threads OpenBLAS's next calls may use; nil
-// in the default build (gonum's Sgemm has no threads of its own).
-// blasBig serialises the calls that raise it above one.
+// in the default build (gonum's Sgemm has no threads of its own) and with
+// a sequential OpenBLAS. The count is the library's, process-wide, so
+// blasBig keeps every other product out while a call has raised it: the
+// big ones take it for writing, all others (slabs, batches, small ones,
+// whichever goroutine or device) for reading over their whole call — a
+// slab's call issued meanwhile would otherwise run on OpenBLAS's threads
+// too, and its bits would depend on the moment it came.
 var (
 	blasSetThreads func(n int)
-	blasBig        sync.Mutex
+	blasBig        sync.RWMutex
 )
 
 // blasSlabs is how many slabs a product of extent e (rows or columns) is
@@ -82,6 +88,12 @@ var blasKerns = sync.Pool{New: func() any { return new(blasKern) }}
 
 func (q *blasKern) run(_, lo, hi int) {
 	impl := blas32.Implementation()
+	if blasPerCall != nil {
+		// Before the calls below, on the thread they run on.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		blasPerCall()
+	}
 	switch {
 	case q.batched: // entries [lo, hi)
 		for i := lo; i < hi; i++ {
@@ -123,13 +135,18 @@ func blasGemm(transA, transB bool, m, n, k int, alpha float32, a []float32, stri
 	// scaling it (checked by TestGemmBetaZeroIgnoresNaN), so C is not read.
 	macs := int64(m) * int64(n) * int64(k) * int64(batch)
 	w := sharedWorkers()
-	switch {
-	case blasSetThreads != nil && batch == 1 && macs >= blasThreadMACs:
-		// One call on OpenBLAS's threads (see the top of the file). A
-		// second such product on another goroutine meanwhile waits: it
-		// would otherwise be slabs competing for the same cores.
+	if blasSetThreads != nil && batch == 1 && macs >= blasThreadMACs {
+		// One call on OpenBLAS's threads (see the top of the file); a
+		// second such product on another goroutine meanwhile waits.
 		q.batched = true
 		blasWhole(q, w, w.n)
+		*q = blasKern{}
+		blasKerns.Put(q)
+		return
+	}
+	blasBig.RLock()
+	defer blasBig.RUnlock()
+	switch {
 	case macs < blasSplitMACs:
 		q.batched = true
 		q.run(0, 0, batch)

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"testing"
+	"time"
 
 	"gonum.org/v1/gonum/blas"
 )
@@ -24,18 +25,32 @@ import (
 // depend on the thread count — OpenBLAS's split decides which elements
 // its edge kernels compute — which the package documentation says.)
 func TestBLASThreaded(t *testing.T) {
+	if blasParallel != 1 {
+		// A sequential OpenBLAS has no threads to give, and the OpenMP
+		// one's thread count is per calling thread: the largest products
+		// keep the slabs. CI links the pthreads one.
+		if blasSetThreads != nil {
+			t.Fatalf("openblas_get_parallel %d, but blasSetThreads is set", blasParallel)
+		}
+		if blasSleepy {
+			t.Error("the thread timeout was changed for an OpenBLAS that has no pthreads server")
+		}
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI links an OpenBLAS without its pthreads server (openblas_get_parallel %d): the threaded path is untested", blasParallel)
+		}
+		t.Skipf("openblas_get_parallel %d: no threaded path", blasParallel)
+	}
 	if blasSetThreads == nil {
-		t.Fatal("the openblas build set no blasSetThreads")
+		t.Fatal("OpenBLAS's pthreads build, but no blasSetThreads")
 	}
-	_, userTimeout := os.LookupEnv("OPENBLAS_THREAD_TIMEOUT")
-	if _, g := os.LookupEnv("GOTO_THREAD_TIMEOUT"); g {
-		userTimeout = true
-	}
+	userTimeout := os.Getenv("OPENBLAS_THREAD_TIMEOUT") != "" || os.Getenv("GOTO_THREAD_TIMEOUT") != ""
 	if !userTimeout && !blasSleepy {
 		t.Error("OpenBLAS's thread server was not restarted with the short thread timeout")
 	}
-	if _, set := os.LookupEnv("OPENBLAS_THREAD_TIMEOUT"); set && !userTimeout {
-		t.Error("OPENBLAS_THREAD_TIMEOUT left in the environment")
+	// The C environment, which OpenBLAS reads (Go's os.Getenv sees its own
+	// copy, taken at start-up, which C's setenv never changes).
+	if !userTimeout && blasEnvSet("OPENBLAS_THREAD_TIMEOUT") {
+		t.Error("OPENBLAS_THREAD_TIMEOUT left in the C environment")
 	}
 	r := rand.New(rand.NewPCG(3, 4))
 	fill := func(n int) []float32 {
@@ -134,4 +149,70 @@ func TestBLASThreaded(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestBLASThreadedAlongside runs a product of the slab path (384×64×1000,
+// eight row slabs; at k ≥ 500 OpenBLAS's threaded split changes about
+// three quarters of its elements' bits) over and over while another
+// goroutine runs products that raise OpenBLAS's process-wide thread count
+// (blasWhole): every result must have the bits of the same product run
+// alone. Without blasBig's read lock around the slab path, nearly every
+// one of them ran on OpenBLAS's threads and differed.
+//
+// It runs with every OpenBLAS variant: with the OpenMP one the big
+// products take the slabs too, and it checks that each slab's call runs
+// on one thread although the Go runtime's threads start with libgomp's
+// default of every core (blasPerCall).
+func TestBLASThreadedAlongside(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	fill := func(n int) []float32 {
+		s := make([]float32, n)
+		for i := range s {
+			s[i] = float32(r.Float64()*2 - 1)
+		}
+		return s
+	}
+	const m, n, k = 384, 64, 1000
+	a, b := fill(m*k), fill(k*n)
+	want := make([]float32, m*n)
+	blasGemm(false, false, m, n, k, 1, a, 0, b, 0, 0, want, 0, 1)
+
+	const bm, bn, bk = 520, 400, 330
+	ba, bb := fill(bm*bk), fill(bk*bn)
+	stop := make(chan struct{})
+	done := make(chan int)
+	go func() {
+		c := make([]float32, bm*bn)
+		calls := 0
+		for {
+			select {
+			case <-stop:
+				done <- calls
+				return
+			default:
+			}
+			blasGemm(false, false, bm, bn, bk, 1, ba, 0, bb, 0, 0, c, 0, 1)
+			calls++
+		}
+	}()
+	got := make([]float32, m*n)
+	bad, runs := 0, 0
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end) || runs < 50; runs++ {
+		blasGemm(false, false, m, n, k, 1, a, 0, b, 0, 0, got, 0, 1)
+		for e := range got {
+			if math.Float32bits(got[e]) != math.Float32bits(want[e]) {
+				bad++
+				break
+			}
+		}
+	}
+	close(stop)
+	big := <-done
+	if bad > 0 {
+		t.Fatalf("%d of %d slab-path products differed from the product run alone while %d big ones ran (openblas_get_parallel %d)", bad, runs, big, blasParallel)
+	}
+	if big == 0 {
+		t.Fatal("the big products never ran alongside")
+	}
+	t.Logf("%d slab-path products, %d big ones alongside (openblas_get_parallel %d)", runs, big, blasParallel)
 }

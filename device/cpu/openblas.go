@@ -8,6 +8,8 @@ package cpu
 // char *openblas_get_config(void);
 // void openblas_set_num_threads(int);
 // int openblas_get_num_threads(void);
+// int openblas_get_parallel(void);
+// static int env_set(const char *name) { return getenv(name) != NULL; }
 // // Internal but exported in OpenBLAS's threaded builds; weak, so that a
 // // build without them still links (then nothing is changed).
 // void openblas_read_env(void) __attribute__((weak));
@@ -35,6 +37,8 @@ package cpu
 import "C"
 
 import (
+	"unsafe"
+
 	"gonum.org/v1/gonum/blas/blas32"
 	"gonum.org/v1/netlib/blas/netlib"
 )
@@ -51,9 +55,27 @@ func init() {
 	// into slabs (blas_split.go), not on OpenBLAS's own threads — except
 	// the largest, which blasSetThreads gives the workers' count of
 	// OpenBLAS threads for their one call.
-	blasSleepy = C.sleepy() == 1
+	// openblas_get_parallel: 0 sequential (no threads to give: the
+	// largest products keep the slabs), 1 OpenBLAS's own pthreads server
+	// (the one whose spin sleepy shortens), 2 OpenMP (libgomp's threads,
+	// which OpenBLAS's timeout does not govern).
+	blasParallel = int(C.openblas_get_parallel())
+	if blasParallel == 1 {
+		blasSleepy = C.sleepy() == 1
+	}
 	C.openblas_set_num_threads(1)
-	blasSetThreads = func(n int) { C.openblas_set_num_threads(C.int(n)) }
+	switch blasParallel {
+	case 1:
+		blasSetThreads = func(n int) { C.openblas_set_num_threads(C.int(n)) }
+	case 2:
+		// OpenMP: the thread count OpenBLAS uses is the calling
+		// thread's (omp_get_max_threads), and the Go runtime's threads
+		// start with libgomp's default, every core — so without this
+		// each slab's call would start a team of its own. Set it to one
+		// on the calling thread before every call; and no threaded
+		// path, which could not keep the other threads' calls at one.
+		blasPerCall = func() { C.openblas_set_num_threads(1) }
+	}
 	blasCore = C.GoString(C.openblas_get_corename())
 	blasConfig = C.GoString(C.openblas_get_config())
 	blasName = "OpenBLAS (cgo, gonum.org/v1/netlib), core " + blasCore
@@ -61,6 +83,22 @@ func init() {
 
 // blasThreadsNow is how many threads OpenBLAS's next call may use.
 func blasThreadsNow() int { return int(C.openblas_get_num_threads()) }
+
+// blasEnvSet reports whether the C environment (the one OpenBLAS reads,
+// not Go's copy of it) holds name.
+func blasEnvSet(name string) bool {
+	cs := C.CString(name)
+	defer C.free(unsafe.Pointer(cs))
+	return C.env_set(cs) != 0
+}
+
+// blasPerCall, when set, runs before every cblas_sgemm call, on its
+// thread (the OpenMP variant's per-thread thread count).
+var blasPerCall func()
+
+// blasParallel is openblas_get_parallel(): 0 sequential, 1 pthreads, 2
+// OpenMP.
+var blasParallel int
 
 // blasSleepy reports whether init restarted OpenBLAS's threads with the
 // shortest spin before they sleep (C.sleepy).

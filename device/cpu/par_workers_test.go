@@ -320,14 +320,14 @@ func (k *pairKern) run(_, _, _ int) {
 	}
 }
 
-// TestWorkersHush checks hush: a hushed helper parks (well within the
-// polling window, with its whole window allowed as slack) and is woken by
-// the next call, alike with hush still on and after it is lifted: each
-// call's two chunks must run at once, one on the helper. A hush that
-// stopped the helper instead of parking it, or parked it where no call
-// wakes it, fails here.
+// TestWorkersHush checks hush: a hushed helper parks — its polling
+// window is an hour here, so only hush can make it park within the 10 s
+// the test waits — and is woken by the next call, alike with hush still
+// on and after it is lifted: each call's two chunks must run at once, one
+// on the helper. A hush that did nothing, that stopped the helper instead
+// of parking it, or parked it where no call wakes it, fails here.
 func TestWorkersHush(t *testing.T) {
-	w := newWorkers(2)
+	w := newWorkersSpin(2, time.Hour)
 	defer w.stop()
 	pair := func(what string) {
 		t.Helper()

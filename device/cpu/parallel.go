@@ -66,8 +66,9 @@ const (
 // that gen has not moved, so it never reads the fields of a call being
 // written. No heap allocation per call.
 type workers struct {
-	n      int  // parallelism including the caller
-	shared bool // the process's (sharedWorkers): stop does nothing
+	n      int           // parallelism including the caller
+	spin   time.Duration // the first helper's polling window (helperSpin)
+	shared bool          // the process's (sharedWorkers): stop does nothing
 
 	// One call at a time: a call that finds the workers busy (another
 	// device's call, or a GEMM's on another goroutine) runs serially on
@@ -128,14 +129,18 @@ func (w *workers) Run(p gemm.Parts, parts int) {
 	w.mu.Unlock()
 }
 
-func newWorkers(n int) *workers {
+func newWorkers(n int) *workers { return newWorkersSpin(n, helperSpin) }
+
+// newWorkersSpin is newWorkers with another polling window than
+// helperSpin (tests).
+func newWorkersSpin(n int, spin time.Duration) *workers {
 	if n > maxChunks {
 		n = maxChunks
 	}
 	if n < 1 {
 		n = 1
 	}
-	w := &workers{n: n, fin: make(chan struct{}, 1)}
+	w := &workers{n: n, spin: spin, fin: make(chan struct{}, 1)}
 	w.sleeping = make([]atomic.Int32, n)
 	w.wake = make([]chan struct{}, n)
 	for i := 1; i < n; i++ {
@@ -177,7 +182,7 @@ func (w *workers) await(i int, seen uint64) bool {
 	// later ones less, so that after one isolated call a many-core host
 	// burns about helperSpin·ln(n) of CPU, not helperSpin·(n−1) (a 2-core
 	// machine's single helper keeps the whole window).
-	window := helperSpin / time.Duration(i)
+	window := w.spin / time.Duration(i)
 	t0 := time.Now()
 	for spins := 0; ; spins++ {
 		if w.quit.Load() {
