@@ -52,10 +52,20 @@ const blasThreadMACs = 1 << 26
 // whichever goroutine or device) for reading over their whole call — a
 // slab's call issued meanwhile would otherwise run on OpenBLAS's threads
 // too, and its bits would depend on the moment it came.
+//
+// blasOneAtATime (set by the openblas build for a sequential OpenBLAS,
+// which Debian builds without USE_LOCKING: concurrent calls into it gave
+// wrong results) makes every product one whole call under blasBig.
 var (
 	blasSetThreads func(n int)
 	blasBig        sync.RWMutex
+	blasOneAtATime bool
 )
+
+// blasPerCall, when set (the openblas build with an OpenMP OpenBLAS, whose
+// thread count is the calling thread's), runs before the cblas_sgemm calls
+// of a chunk, on their thread.
+var blasPerCall func()
 
 // blasSlabs is how many slabs a product of extent e (rows or columns) is
 // cut into: at most 8, none narrower than 32.
@@ -140,6 +150,18 @@ func blasGemm(transA, transB bool, m, n, k int, alpha float32, a []float32, stri
 		// second such product on another goroutine meanwhile waits.
 		q.batched = true
 		blasWhole(q, w, w.n)
+		*q = blasKern{}
+		blasKerns.Put(q)
+		return
+	}
+	if blasOneAtATime {
+		// A sequential OpenBLAS built without locking: one call at a time
+		// in the whole process, whole (two threads inside it at once
+		// corrupt its buffers).
+		blasBig.Lock()
+		defer blasBig.Unlock()
+		q.batched = true
+		q.run(0, 0, batch)
 		*q = blasKern{}
 		blasKerns.Put(q)
 		return

@@ -65,6 +65,8 @@ func init() {
 	}
 	C.openblas_set_num_threads(1)
 	switch blasParallel {
+	case 0:
+		blasOneAtATime = true
 	case 1:
 		blasSetThreads = func(n int) { C.openblas_set_num_threads(C.int(n)) }
 	case 2:
@@ -91,10 +93,6 @@ func blasEnvSet(name string) bool {
 	defer C.free(unsafe.Pointer(cs))
 	return C.env_set(cs) != 0
 }
-
-// blasPerCall, when set, runs before every cblas_sgemm call, on its
-// thread (the OpenMP variant's per-thread thread count).
-var blasPerCall func()
 
 // blasParallel is openblas_get_parallel(): 0 sequential, 1 pthreads, 2
 // OpenMP.
