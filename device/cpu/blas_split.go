@@ -67,6 +67,20 @@ var (
 // of a chunk, on their thread.
 var blasPerCall func()
 
+// blasThreading says how the openblas build runs OpenBLAS's calls (in
+// BLAS()).
+func blasThreading() string {
+	switch {
+	case blasSetThreads != nil:
+		return "slabs on kiln's workers, the largest products on OpenBLAS's pthreads"
+	case blasPerCall != nil:
+		return "OpenMP build: slabs on kiln's workers, each call on one thread"
+	case blasOneAtATime:
+		return "sequential build: one call at a time"
+	}
+	return "slabs on kiln's workers"
+}
+
 // blasSlabs is how many slabs a product of extent e (rows or columns) is
 // cut into: at most 8, none narrower than 32.
 func blasSlabs(e int) int { return max(1, min(8, e/32)) }

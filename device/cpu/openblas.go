@@ -80,7 +80,7 @@ func init() {
 	}
 	blasCore = C.GoString(C.openblas_get_corename())
 	blasConfig = C.GoString(C.openblas_get_config())
-	blasName = "OpenBLAS (cgo, gonum.org/v1/netlib), core " + blasCore
+	blasName = "OpenBLAS (cgo, gonum.org/v1/netlib), core " + blasCore + ", " + blasThreading()
 }
 
 // blasThreadsNow is how many threads OpenBLAS's next call may use.

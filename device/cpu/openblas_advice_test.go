@@ -49,4 +49,7 @@ func TestBLASCore(t *testing.T) {
 	if !strings.Contains(BLAS(), blasCore) {
 		t.Errorf("BLAS() = %q does not name the core %q", BLAS(), blasCore)
 	}
+	if !strings.Contains(BLAS(), blasThreading()) {
+		t.Errorf("BLAS() = %q does not say how the calls run (%q)", BLAS(), blasThreading())
+	}
 }
