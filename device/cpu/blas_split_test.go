@@ -7,6 +7,15 @@ import (
 	"testing"
 )
 
+// uniformVec returns n values uniform in [-1, 1).
+func uniformVec(r *rand.Rand, n int) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = float32(r.Float64()*2 - 1)
+	}
+	return s
+}
+
 // TestBLASGemmSlabs checks blasGemm (the openblas build's products on the
 // shared workers; in the default build blas32 is gonum's Go BLAS, so the
 // slab arithmetic is tested in both) against a float64 reference: row
@@ -15,13 +24,7 @@ import (
 // row or column off would put whole slabs in the wrong place.
 func TestBLASGemmSlabs(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
-	fill := func(n int) []float32 {
-		s := make([]float32, n)
-		for i := range s {
-			s[i] = float32(r.Float64()*2 - 1)
-		}
-		return s
-	}
+	fill := func(n int) []float32 { return uniformVec(r, n) }
 	for _, c := range []struct {
 		m, n, k, batch   int
 		sharedA, sharedB bool

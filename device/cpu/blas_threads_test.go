@@ -53,13 +53,7 @@ func TestBLASThreaded(t *testing.T) {
 		t.Error("OPENBLAS_THREAD_TIMEOUT left in the C environment")
 	}
 	r := rand.New(rand.NewPCG(3, 4))
-	fill := func(n int) []float32 {
-		s := make([]float32, n)
-		for i := range s {
-			s[i] = float32(r.Float64()*2 - 1)
-		}
-		return s
-	}
+	fill := func(n int) []float32 { return uniformVec(r, n) }
 	w := sharedWorkers()
 	for _, c := range []struct{ m, n, k int }{
 		{520, 400, 330}, // just above blasThreadMACs
@@ -165,13 +159,7 @@ func TestBLASThreaded(t *testing.T) {
 // default of every core (blasPerCall).
 func TestBLASThreadedAlongside(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
-	fill := func(n int) []float32 {
-		s := make([]float32, n)
-		for i := range s {
-			s[i] = float32(r.Float64()*2 - 1)
-		}
-		return s
-	}
+	fill := func(n int) []float32 { return uniformVec(r, n) }
 	const m, n, k = 384, 64, 1000
 	a, b := fill(m*k), fill(k*n)
 	want := make([]float32, m*n)
