@@ -44,38 +44,52 @@ const blasSplitMACs = 1 << 18
 // microseconds it takes to wake a sleeping OpenBLAS thread.
 const blasThreadMACs = 1 << 26
 
-// blasSetThreads sets how many threads OpenBLAS's next calls may use; nil
-// in the default build (gonum's Sgemm has no threads of its own) and with
-// a sequential OpenBLAS. The count is the library's, process-wide, so
-// blasBig keeps every other product out while a call has raised it: the
-// big ones take it for writing, all others (slabs, batches, small ones,
-// whichever goroutine or device) for reading over their whole call — a
-// slab's call issued meanwhile would otherwise run on OpenBLAS's threads
-// too, and its bits would depend on the moment it came.
-//
-// blasOneAtATime (set by the openblas build for a sequential OpenBLAS,
-// which Debian builds without USE_LOCKING: concurrent calls into it gave
-// wrong results) makes every product one whole call under blasBig.
-var (
-	blasSetThreads func(n int)
-	blasBig        sync.RWMutex
-	blasOneAtATime bool
+// blasMode is how the library behind blas32 runs its calls: set by the
+// openblas build from openblas_get_parallel, blasGo in the default build.
+type blasModeKind int
+
+const (
+	blasGo         blasModeKind = iota // gonum's Go BLAS: no threads of its own
+	blasSequential                     // a sequential OpenBLAS
+	blasPthreads                       // OpenBLAS's own pthreads server
+	blasOpenMP                         // an OpenMP OpenBLAS
 )
 
-// blasPerCall, when set (the openblas build with an OpenMP OpenBLAS, whose
-// thread count is the calling thread's), runs before the cblas_sgemm calls
-// of a chunk, on their thread.
-var blasPerCall func()
+// blasMode, with blasSetThreads (openblas_set_num_threads; nil in the
+// default build), decides how blasGemm runs a product:
+//
+//   - blasPthreads: the largest single products run as one call on
+//     OpenBLAS's threads (blasWhole). The count is the library's,
+//     process-wide, so blasBig keeps every other product out meanwhile:
+//     the big ones take it for writing, all others (slabs, batches, small
+//     ones, whichever goroutine or device) for reading over their whole
+//     call — a slab's call issued meanwhile would otherwise run on
+//     OpenBLAS's threads too, and its bits would depend on the moment it
+//     came.
+//   - blasOpenMP: the thread count OpenBLAS uses is the calling thread's
+//     (omp_get_max_threads), and the Go runtime's threads start with
+//     libgomp's default, every core — so each chunk sets it to one on its
+//     own thread before its calls, or every slab's call would start a
+//     team of its own. No threaded path: it could not keep the other
+//     threads' calls at one.
+//   - blasSequential: Debian builds it without USE_LOCKING, and
+//     concurrent calls into it gave wrong results: one whole call at a
+//     time in the process, under blasBig.
+var (
+	blasMode       blasModeKind
+	blasSetThreads func(n int)
+	blasBig        sync.RWMutex
+)
 
 // blasThreading says how the openblas build runs OpenBLAS's calls (in
 // BLAS()).
 func blasThreading() string {
-	switch {
-	case blasSetThreads != nil:
+	switch blasMode {
+	case blasPthreads:
 		return "slabs on kiln's workers, the largest products on OpenBLAS's pthreads"
-	case blasPerCall != nil:
+	case blasOpenMP:
 		return "OpenMP build: slabs on kiln's workers, each call on one thread"
-	case blasOneAtATime:
+	case blasSequential:
 		return "sequential build: one call at a time"
 	}
 	return "slabs on kiln's workers"
@@ -112,11 +126,11 @@ var blasKerns = sync.Pool{New: func() any { return new(blasKern) }}
 
 func (q *blasKern) run(_, lo, hi int) {
 	impl := blas32.Implementation()
-	if blasPerCall != nil {
+	if blasMode == blasOpenMP {
 		// Before the calls below, on the thread they run on.
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		blasPerCall()
+		blasSetThreads(1)
 	}
 	switch {
 	case q.batched: // entries [lo, hi)
@@ -147,6 +161,7 @@ func (q *blasKern) run(_, lo, hi int) {
 func blasGemm(transA, transB bool, m, n, k int, alpha float32, a []float32, strideA int, b []float32, strideB int,
 	beta float32, c []float32, strideC int, batch int) {
 	q := blasKerns.Get().(*blasKern)
+	defer q.release()
 	*q = blasKern{ta: blas.NoTrans, tb: blas.NoTrans, m: m, n: n, k: k, alpha: alpha, beta: beta, a: a, b: b, c: c,
 		lda: k, ldb: n, strideA: strideA, strideB: strideB, strideC: strideC}
 	if transA {
@@ -159,25 +174,18 @@ func blasGemm(transA, transB bool, m, n, k int, alpha float32, a []float32, stri
 	// scaling it (checked by TestGemmBetaZeroIgnoresNaN), so C is not read.
 	macs := int64(m) * int64(n) * int64(k) * int64(batch)
 	w := sharedWorkers()
-	if blasSetThreads != nil && batch == 1 && macs >= blasThreadMACs {
+	switch {
+	case blasMode == blasPthreads && batch == 1 && macs >= blasThreadMACs:
 		// One call on OpenBLAS's threads (see the top of the file); a
 		// second such product on another goroutine meanwhile waits.
 		q.batched = true
 		blasWhole(q, w, w.n)
-		*q = blasKern{}
-		blasKerns.Put(q)
 		return
-	}
-	if blasOneAtATime {
-		// A sequential OpenBLAS built without locking: one call at a time
-		// in the whole process, whole (two threads inside it at once
-		// corrupt its buffers).
+	case blasMode == blasSequential:
 		blasBig.Lock()
 		defer blasBig.Unlock()
 		q.batched = true
 		q.run(0, 0, batch)
-		*q = blasKern{}
-		blasKerns.Put(q)
 		return
 	}
 	blasBig.RLock()
@@ -195,6 +203,10 @@ func blasGemm(transA, transB bool, m, n, k int, alpha float32, a []float32, stri
 		q.byCols = true
 		w.parallel(q, n, blasSlabs(n), 1)
 	}
+}
+
+// release clears q and returns it to blasKerns.
+func (q *blasKern) release() {
 	*q = blasKern{}
 	blasKerns.Put(q)
 }

@@ -25,23 +25,17 @@ import (
 // depend on the thread count — OpenBLAS's split decides which elements
 // its edge kernels compute — which the package documentation says.)
 func TestBLASThreaded(t *testing.T) {
-	if blasParallel != 1 {
+	if blasMode != blasPthreads {
 		// A sequential OpenBLAS has no threads to give, and the OpenMP
 		// one's thread count is per calling thread: the largest products
 		// keep the slabs. CI links the pthreads one.
-		if blasSetThreads != nil {
-			t.Fatalf("openblas_get_parallel %d, but blasSetThreads is set", blasParallel)
-		}
 		if blasSleepy {
 			t.Error("the thread timeout was changed for an OpenBLAS that has no pthreads server")
 		}
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI links an OpenBLAS without its pthreads server (openblas_get_parallel %d): the threaded path is untested", blasParallel)
+			t.Fatalf("CI links an OpenBLAS without its pthreads server (%s): the threaded path is untested", blasThreading())
 		}
-		t.Skipf("openblas_get_parallel %d: no threaded path", blasParallel)
-	}
-	if blasSetThreads == nil {
-		t.Fatal("OpenBLAS's pthreads build, but no blasSetThreads")
+		t.Skipf("%s: no threaded path", blasThreading())
 	}
 	userTimeout := os.Getenv("OPENBLAS_THREAD_TIMEOUT") != "" || os.Getenv("GOTO_THREAD_TIMEOUT") != ""
 	if !userTimeout && !blasSleepy {
@@ -156,7 +150,7 @@ func TestBLASThreaded(t *testing.T) {
 // It runs with every OpenBLAS variant: with the OpenMP one the big
 // products take the slabs too, and it checks that each slab's call runs
 // on one thread although the Go runtime's threads start with libgomp's
-// default of every core (blasPerCall).
+// default of every core (blasMode).
 func TestBLASThreadedAlongside(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	fill := func(n int) []float32 { return uniformVec(r, n) }
@@ -197,10 +191,10 @@ func TestBLASThreadedAlongside(t *testing.T) {
 	close(stop)
 	big := <-done
 	if bad > 0 {
-		t.Fatalf("%d of %d slab-path products differed from the product run alone while %d big ones ran (openblas_get_parallel %d)", bad, runs, big, blasParallel)
+		t.Fatalf("%d of %d slab-path products differed from the product run alone while %d big ones ran (%s)", bad, runs, big, blasThreading())
 	}
 	if big == 0 {
 		t.Fatal("the big products never ran alongside")
 	}
-	t.Logf("%d slab-path products, %d big ones alongside (openblas_get_parallel %d)", runs, big, blasParallel)
+	t.Logf("%d slab-path products, %d big ones alongside (%s)", runs, big, blasThreading())
 }

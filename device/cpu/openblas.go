@@ -52,32 +52,18 @@ func init() {
 	blas32.Use(netlib.Implementation{})
 	useBLAS32 = true
 	// One thread per call: the products run on the shared workers, cut
-	// into slabs (blas_split.go), not on OpenBLAS's own threads — except
-	// the largest, which blasSetThreads gives the workers' count of
-	// OpenBLAS threads for their one call.
-	// openblas_get_parallel: 0 sequential (no threads to give: the
-	// largest products keep the slabs), 1 OpenBLAS's own pthreads server
-	// (the one whose spin sleepy shortens), 2 OpenMP (libgomp's threads,
-	// which OpenBLAS's timeout does not govern).
-	blasParallel = int(C.openblas_get_parallel())
-	if blasParallel == 1 {
+	// into slabs (blas_split.go), not on OpenBLAS's own threads — except,
+	// with OpenBLAS's pthreads server, the largest, which get the
+	// workers' count of its threads for their one call (blasMode).
+	// openblas_get_parallel: 0 sequential, 1 pthreads (the server whose
+	// spin sleepy shortens), 2 OpenMP (libgomp's threads, which
+	// OpenBLAS's timeout does not govern).
+	blasMode = [...]blasModeKind{blasSequential, blasPthreads, blasOpenMP}[min(max(int(C.openblas_get_parallel()), 0), 2)]
+	if blasMode == blasPthreads {
 		blasSleepy = C.sleepy() == 1
 	}
-	C.openblas_set_num_threads(1)
-	switch blasParallel {
-	case 0:
-		blasOneAtATime = true
-	case 1:
-		blasSetThreads = func(n int) { C.openblas_set_num_threads(C.int(n)) }
-	case 2:
-		// OpenMP: the thread count OpenBLAS uses is the calling
-		// thread's (omp_get_max_threads), and the Go runtime's threads
-		// start with libgomp's default, every core — so without this
-		// each slab's call would start a team of its own. Set it to one
-		// on the calling thread before every call; and no threaded
-		// path, which could not keep the other threads' calls at one.
-		blasPerCall = func() { C.openblas_set_num_threads(1) }
-	}
+	blasSetThreads = func(n int) { C.openblas_set_num_threads(C.int(n)) }
+	blasSetThreads(1)
 	blasCore = C.GoString(C.openblas_get_corename())
 	blasConfig = C.GoString(C.openblas_get_config())
 	blasName = "OpenBLAS (cgo, gonum.org/v1/netlib), core " + blasCore + ", " + blasThreading()
@@ -93,10 +79,6 @@ func blasEnvSet(name string) bool {
 	defer C.free(unsafe.Pointer(cs))
 	return C.env_set(cs) != 0
 }
-
-// blasParallel is openblas_get_parallel(): 0 sequential, 1 pthreads, 2
-// OpenMP.
-var blasParallel int
 
 // blasSleepy reports whether init restarted OpenBLAS's threads with the
 // shortest spin before they sleep (C.sleepy).
