@@ -59,6 +59,15 @@ func mean(v []float64) float64 {
 	return s / float64(len(v))
 }
 
+// valSplit is one seed's split for the validation-only modes: the
+// training and validation indices and messages, and the training split's
+// words ranked by frequency (rankWords). The test split is not returned.
+func valSplit(msgs []message, o options, seed uint64) (trIdx, vaIdx []int, trMsgs, vaMsgs []message, ranked []string) {
+	trIdx, vaIdx, _ = split(msgs, o.testFrac, o.valFrac, seed)
+	trMsgs, vaMsgs = pickMsgs(msgs, trIdx), pickMsgs(msgs, vaIdx)
+	return trIdx, vaIdx, trMsgs, vaMsgs, rankWords(trMsgs)
+}
+
 // rank orders rows best first: highest mean validation accuracy, then
 // lowest mean validation loss, then grid order. rows[0] is the choice.
 func rank(rows []selRow) {
@@ -109,10 +118,8 @@ func runSelect(dev device.Device, msgs []message, o options, w io.Writer) error 
 	}
 	for _, seed := range o.seeds {
 		began := time.Now()
-		trIdx, vaIdx, _ := split(msgs, o.testFrac, o.valFrac, seed)
-		trMsgs, vaMsgs := pickMsgs(msgs, trIdx), pickMsgs(msgs, vaIdx)
+		trIdx, vaIdx, trMsgs, vaMsgs, ranked := valSplit(msgs, o, seed)
 		// Baseline: one run of maxEp epochs per (vocab, lr, wd).
-		ranked := rankWords(trMsgs)
 		for _, v := range gridBaseVocab {
 			vocab := vocabOf(ranked, v)
 			trSet, vaSet := bagOfWords("spam-train", trMsgs, vocab), bagOfWords("spam-val", vaMsgs, vocab)
@@ -207,9 +214,7 @@ func runValidate(dev device.Device, msgs []message, o options, w io.Writer) erro
 	brow := selRow{name: "baseline", base: o.base}
 	for _, seed := range o.seeds {
 		began := time.Now()
-		trIdx, vaIdx, _ := split(msgs, o.testFrac, o.valFrac, seed)
-		trMsgs, vaMsgs := pickMsgs(msgs, trIdx), pickMsgs(msgs, vaIdx)
-		ranked := rankWords(trMsgs)
+		trIdx, vaIdx, trMsgs, vaMsgs, ranked := valSplit(msgs, o, seed)
 		bm, err := trainBaseline(dev, trMsgs, vaMsgs, o.base, seed)
 		if err != nil {
 			return fmt.Errorf("seed %d: baseline: %w", seed, err)
@@ -262,9 +267,7 @@ func runSelectCNN(dev device.Device, msgs []message, o options, w io.Writer) err
 		o.seeds, len(rows), gridCNNFilters, gridCNNDropout, o.model.seqLen, o.model.wordIDs, o.model.wide)
 	for _, seed := range o.seeds {
 		began := time.Now()
-		trIdx, vaIdx, _ := split(msgs, o.testFrac, o.valFrac, seed)
-		trMsgs, vaMsgs := pickMsgs(msgs, trIdx), pickMsgs(msgs, vaIdx)
-		ranked := rankWords(trMsgs)
+		trIdx, vaIdx, trMsgs, vaMsgs, ranked := valSplit(msgs, o, seed)
 		bm, err := trainBaseline(dev, trMsgs, vaMsgs, o.base, seed)
 		if err != nil {
 			return fmt.Errorf("seed %d: baseline: %w", seed, err)
