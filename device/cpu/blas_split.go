@@ -14,8 +14,9 @@ import (
 // threads would otherwise wake for every call and compete for the cores
 // with the helpers polling between kernels. A product is cut into slabs
 // of C fixed by its shape alone (rows, or columns when there are few
-// rows; whole entries of a batch), each one cblas_sgemm call, so the
-// results do not depend on the number of cores.
+// rows), each one cblas_sgemm call, so the results do not depend on the
+// number of cores. Only Gemm's single products come here: GemmBatched
+// runs on kiln's own GEMM in this build too (gemmBatchedF32 says why).
 //
 // The largest single products (blasThreadMACs) are the exception: cut
 // into slabs, every slab packs the whole of the operand the slabs share
@@ -84,13 +85,14 @@ var (
 // blasThreading says how the openblas build runs OpenBLAS's calls (in
 // BLAS()).
 func blasThreading() string {
+	const batched = "; batched products on kiln's GEMM"
 	switch blasMode {
 	case blasPthreads:
-		return "slabs on kiln's workers, the largest products on OpenBLAS's pthreads"
+		return "slabs on kiln's workers, the largest products on OpenBLAS's pthreads" + batched
 	case blasOpenMP:
-		return "OpenMP build: slabs on kiln's workers, each call on one thread"
+		return "OpenMP build: slabs on kiln's workers, each call on one thread" + batched
 	case blasSequential:
-		return "sequential build: one call at a time"
+		return "sequential build: one call at a time" + batched
 	}
 	return "slabs on kiln's workers"
 }
@@ -113,13 +115,13 @@ func blasWhole(q *blasKern, w *workers, threads int) {
 
 // blasKern is the argument block of one split OpenBLAS product.
 type blasKern struct {
-	ta, tb                    blas.Transpose
-	m, n, k                   int
-	alpha, beta               float32
-	a, b, c                   []float32
-	lda, ldb                  int
-	byCols, batched           bool
-	strideA, strideB, strideC int
+	ta, tb      blas.Transpose
+	m, n, k     int
+	alpha, beta float32
+	a, b, c     []float32
+	lda, ldb    int
+	whole       bool // one call for all of C
+	byCols      bool // slabs of columns, not rows
 }
 
 var blasKerns = sync.Pool{New: func() any { return new(blasKern) }}
@@ -133,10 +135,8 @@ func (q *blasKern) run(_, lo, hi int) {
 		blasSetThreads(1)
 	}
 	switch {
-	case q.batched: // entries [lo, hi)
-		for i := lo; i < hi; i++ {
-			impl.Sgemm(q.ta, q.tb, q.m, q.n, q.k, q.alpha, q.a[i*q.strideA:], q.lda, q.b[i*q.strideB:], q.ldb, q.beta, q.c[i*q.strideC:], q.n)
-		}
+	case q.whole:
+		impl.Sgemm(q.ta, q.tb, q.m, q.n, q.k, q.alpha, q.a, q.lda, q.b, q.ldb, q.beta, q.c, q.n)
 	case q.byCols: // columns [lo, hi) of C: the same columns of op(B)
 		var b []float32
 		if q.tb == blas.Trans {
@@ -156,14 +156,13 @@ func (q *blasKern) run(_, lo, hi int) {
 	}
 }
 
-// blasGemm is gemmF32 and gemmBatchedF32 (batch ≥ 1; batch 1 with zero
-// strides for a single product) through blas32 on the shared workers.
-func blasGemm(transA, transB bool, m, n, k int, alpha float32, a []float32, strideA int, b []float32, strideB int,
-	beta float32, c []float32, strideC int, batch int) {
+// blasGemm is gemmF32 through blas32 on the shared workers (the batched
+// form runs on kiln's GEMM in every build, see gemmBatchedF32).
+func blasGemm(transA, transB bool, m, n, k int, alpha float32, a, b []float32, beta float32, c []float32) {
 	q := blasKerns.Get().(*blasKern)
 	defer q.release()
 	*q = blasKern{ta: blas.NoTrans, tb: blas.NoTrans, m: m, n: n, k: k, alpha: alpha, beta: beta, a: a, b: b, c: c,
-		lda: k, ldb: n, strideA: strideA, strideB: strideB, strideC: strideC}
+		lda: k, ldb: n}
 	if transA {
 		q.ta, q.lda = blas.Trans, m
 	}
@@ -172,31 +171,28 @@ func blasGemm(transA, transB bool, m, n, k int, alpha float32, a []float32, stri
 	}
 	// Both gonum's Sgemm and OpenBLAS zero C when beta is 0 rather than
 	// scaling it (checked by TestGemmBetaZeroIgnoresNaN), so C is not read.
-	macs := int64(m) * int64(n) * int64(k) * int64(batch)
+	macs := int64(m) * int64(n) * int64(k)
 	w := sharedWorkers()
 	switch {
-	case blasMode == blasPthreads && batch == 1 && macs >= blasThreadMACs:
+	case blasMode == blasPthreads && macs >= blasThreadMACs:
 		// One call on OpenBLAS's threads (see the top of the file); a
 		// second such product on another goroutine meanwhile waits.
-		q.batched = true
+		q.whole = true
 		blasWhole(q, w, w.n)
 		return
 	case blasMode == blasSequential:
 		blasBig.Lock()
 		defer blasBig.Unlock()
-		q.batched = true
-		q.run(0, 0, batch)
+		q.whole = true
+		q.run(0, 0, 1)
 		return
 	}
 	blasBig.RLock()
 	defer blasBig.RUnlock()
 	switch {
 	case macs < blasSplitMACs:
-		q.batched = true
-		q.run(0, 0, batch)
-	case batch > 1:
-		q.batched = true
-		w.parallel(q, batch, min(batch, maxChunks), 1)
+		q.whole = true
+		q.run(0, 0, 1)
 	case m >= 4*32 || m >= n:
 		w.parallel(q, m, blasSlabs(m), 1)
 	default:

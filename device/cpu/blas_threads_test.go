@@ -116,7 +116,7 @@ func TestBLASThreaded(t *testing.T) {
 					for rep := 0; rep < 2; rep++ {
 						got := append([]float32(nil), c0...)
 						q := &blasKern{ta: ta, tb: tb, m: c.m, n: c.n, k: c.k, alpha: 1, beta: beta, a: a, b: b, c: got,
-							lda: lda, ldb: ldb, batched: true}
+							lda: lda, ldb: ldb, whole: true}
 						blasWhole(q, w, threads)
 						how := fmt.Sprintf("%d threads", threads)
 						check(how, got)
@@ -132,7 +132,7 @@ func TestBLASThreaded(t *testing.T) {
 					}
 				}
 				got := append([]float32(nil), c0...)
-				blasGemm(tr[0], tr[1], c.m, c.n, c.k, 1, a, 0, b, 0, beta, got, 0, 1)
+				blasGemm(tr[0], tr[1], c.m, c.n, c.k, 1, a, b, beta, got)
 				check("blasGemm", got)
 			}
 		}
@@ -157,7 +157,7 @@ func TestBLASThreadedAlongside(t *testing.T) {
 	const m, n, k = 384, 64, 1000
 	a, b := fill(m*k), fill(k*n)
 	want := make([]float32, m*n)
-	blasGemm(false, false, m, n, k, 1, a, 0, b, 0, 0, want, 0, 1)
+	blasGemm(false, false, m, n, k, 1, a, b, 0, want)
 
 	const bm, bn, bk = 520, 400, 330
 	ba, bb := fill(bm*bk), fill(bk*bn)
@@ -173,14 +173,14 @@ func TestBLASThreadedAlongside(t *testing.T) {
 				return
 			default:
 			}
-			blasGemm(false, false, bm, bn, bk, 1, ba, 0, bb, 0, 0, c, 0, 1)
+			blasGemm(false, false, bm, bn, bk, 1, ba, bb, 0, c)
 			calls++
 		}
 	}()
 	got := make([]float32, m*n)
 	bad, runs := 0, 0
 	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end) || runs < 50; runs++ {
-		blasGemm(false, false, m, n, k, 1, a, 0, b, 0, 0, got, 0, 1)
+		blasGemm(false, false, m, n, k, 1, a, b, 0, got)
 		for e := range got {
 			if math.Float32bits(got[e]) != math.Float32bits(want[e]) {
 				bad++

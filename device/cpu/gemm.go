@@ -73,7 +73,7 @@ func (d *Device) Gemm(transA, transB bool, m, n, k int, alpha float32, a, b devi
 // be long enough.
 func gemmF32(transA, transB bool, m, n, k int, alpha float32, a, b []float32, beta float32, c []float32) {
 	if useBLAS32 {
-		blasGemm(transA, transB, m, n, k, alpha, a, 0, b, 0, beta, c, 0, 1)
+		blasGemm(transA, transB, m, n, k, alpha, a, b, beta, c)
 		return
 	}
 	lda, ldb := k, n
@@ -94,12 +94,19 @@ func gemmF32(transA, transB bool, m, n, k int, alpha float32, a, b []float32, be
 // products are small or by tiles when they are large. The slices are
 // already checked to be long enough. When alpha is 0, A and B are not
 // read; when beta is 0, C is not read.
+//
+// The strided-batched form runs on kiln's GEMM in the openblas build too:
+// OpenBLAS (0.3.21, Debian 12's) has no batched call, so each entry would
+// be a call of its own that packs the shared operand again, and the
+// entries of the CNN's convolutions and of attention's heads are small
+// products (7 M multiply-adds or fewer), where its single-threaded calls
+// left the CNN's step 15–25% behind kiln's (docs/benchmarks.md, fifth
+// session). Batch 1 stays here as well: Conv2d's groups of images (one
+// image in the smallest) must give the bits of the whole batch, which
+// they do because every entry of a batch is computed alike whatever the
+// batch size.
 func gemmBatchedF32(transA, transB bool, m, n, k int, alpha float32, a []float32, strideA int, b []float32, strideB int,
 	beta float32, c []float32, strideC int, batch int) {
-	if useBLAS32 {
-		blasGemm(transA, transB, m, n, k, alpha, a, strideA, b, strideB, beta, c, strideC, batch)
-		return
-	}
 	lda, ldb := k, n
 	if transA {
 		lda = m
