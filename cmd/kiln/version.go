@@ -36,7 +36,7 @@ type versionInfo struct {
 	Platform  string `json:"platform"`
 	CUDA      bool   `json:"cuda"`
 	PTXISA    string `json:"ptx_isa"`
-	CPUBLAS   string `json:"cpu_blas"` // gonum's pure-Go BLAS, or OpenBLAS in an openblas build
+	CPUBLAS   string `json:"cpu_blas"` // kiln's GEMM, or OpenBLAS (for Gemm) in an openblas build
 	// CPUBLASAdvice is cpu.BLASAdvice: a hint when the BLAS runs kernels
 	// below the CPU's (an OpenBLAS that does not know the CPU), else empty.
 	CPUBLASAdvice string `json:"cpu_blas_advice,omitempty"`

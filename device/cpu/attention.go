@@ -75,8 +75,9 @@ func batchSpan(op, arg string, batch, stride, size int) (int, error) {
 
 // GemmBatched computes C_i = alpha·op(A_i)·op(B_i) + beta·C_i for i < batch
 // with A_i at element i·strideA of a, B_i at i·strideB of b and C_i at
-// i·strideC of c, through the backend's GEMM (gemmBatchedF32, gemm.go: the
-// products multiply exactly as Gemm's; a shared operand, stride 0, is
+// i·strideC of c, through kiln's GEMM in every build (gemmBatchedF32,
+// gemm.go: in the default build the products multiply exactly as Gemm's,
+// in the openblas build Gemm's are OpenBLAS's; a shared operand, stride 0, is
 // packed once; small products run side by side on goroutines, large ones
 // are split in tiles). When alpha is 0, A and B are not read; when beta is
 // 0, C is not read. The elements of c between the C_i (strideC > m·n) are

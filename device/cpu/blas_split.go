@@ -8,7 +8,7 @@ import (
 	"gonum.org/v1/gonum/blas/blas32"
 )
 
-// The openblas build's products run on the process's worker goroutines,
+// The openblas build's Gemm products run on the process's worker goroutines,
 // OpenBLAS itself single-threaded (openblas.go): one set of threads for
 // every kernel, as the default build's GEMM shares them. OpenBLAS's own
 // threads would otherwise wake for every call and compete for the cores
@@ -39,7 +39,7 @@ import (
 // one call on the caller is faster than handing slabs out.
 const blasSplitMACs = 1 << 18
 
-// blasThreadMACs is the smallest single product (m·n·k, batch 1) that runs
+// blasThreadMACs is the smallest product (m·n·k) that runs
 // as one call on OpenBLAS's own threads when the build has them
 // (blasSetThreads): about a millisecond on one core, against the tens of
 // microseconds it takes to wake a sleeping OpenBLAS thread.
@@ -62,8 +62,8 @@ const (
 //   - blasPthreads: the largest single products run as one call on
 //     OpenBLAS's threads (blasWhole). The count is the library's,
 //     process-wide, so blasBig keeps every other product out meanwhile:
-//     the big ones take it for writing, all others (slabs, batches, small
-//     ones, whichever goroutine or device) for reading over their whole
+//     the big ones take it for writing, all others (slabs, small ones,
+//     whichever goroutine or device) for reading over their whole
 //     call — a slab's call issued meanwhile would otherwise run on
 //     OpenBLAS's threads too, and its bits would depend on the moment it
 //     came.

@@ -100,11 +100,14 @@ func gemmF32(transA, transB bool, m, n, k int, alpha float32, a, b []float32, be
 // be a call of its own that packs the shared operand again, and the
 // entries of the CNN's convolutions and of attention's heads are small
 // products (7 M multiply-adds or fewer), where its single-threaded calls
-// left the CNN's step 15–25% behind kiln's (docs/benchmarks.md, fifth
-// session). Batch 1 stays here as well: Conv2d's groups of images (one
-// image in the smallest) must give the bits of the whole batch, which
-// they do because every entry of a batch is computed alike whatever the
-// batch size.
+// left the CNN's step 10–23% behind kiln's (docs/benchmarks.md, fourth
+// and fifth sessions). Batch 1 stays here as well: Conv2d's groups of
+// images (one image in the smallest) must give the bits of the whole
+// batch, which they do because every entry of a batch is computed alike
+// whatever the batch size. That moves nn/gpt's Conv1D projections (a
+// rank-2 BatchedMatMul, batch 1, 38–50 M multiply-adds in nanoGPT's CPU
+// recipe) here too; an A/B of that recipe in the openblas build, before
+// and after, gave no loss of speed (fifth session).
 func gemmBatchedF32(transA, transB bool, m, n, k int, alpha float32, a []float32, strideA int, b []float32, strideB int,
 	beta float32, c []float32, strideC int, batch int) {
 	lda, ldb := k, n
