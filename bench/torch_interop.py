@@ -11,7 +11,8 @@ not the safetensors package.
            optionally write) the logits for inputs given as raw float32.
       torch_interop.py forward CKPT INPUT.f32 ROWS [OUT.f32]
 
-  export:  build the model of a kiln spec with PyTorch's default init
+  export:  build the model of a kiln spec (an MLP, or an image model:
+           CxHxW-conv…-bn-…-flatten-…) with PyTorch's default init
            (torch.manual_seed(SEED)), write its state_dict as safetensors,
            and, given inputs, its logits as raw float32.
       torch_interop.py export SPEC SEED CKPT [INPUT.f32 ROWS OUT.f32]
@@ -30,10 +31,39 @@ from torch import nn
 SPEC_KEY = "kiln.spec"
 
 
+def window(rest, lead, allowed):
+    """The number and lettered options of an image token: conv32k3p1 → 32, {k: 3, p: 1}."""
+    num, opts, key = "", {}, None
+    for ch in rest + "$":
+        if ch.isdigit():
+            num += ch
+            continue
+        if key is None:
+            if lead:
+                first = int(num)
+        else:
+            opts[key] = int(num)
+        if ch == "$":
+            break
+        if ch not in allowed:
+            raise SystemExit(f"bad image token option {ch!r} in {rest!r}")
+        key, num = ch, ""
+    return (first if lead else None), opts
+
+
 def build(spec):
-    """torch.nn.Sequential for a kiln spec string (see nn.ParseSpec)."""
+    """torch.nn.Sequential for a kiln spec string (see nn.ParseSpec and
+    nn/spec_image.go), and the per-sample input shape [C, H, W] of an
+    image spec (None for a flat one): the caller views its [rows, C·H·W]
+    inputs as [rows, C, H, W], as kiln's model does, so that the module
+    indices (the state_dict names) are the spec's."""
     toks = [t.strip().lower() for t in spec.strip().split("-")]
-    width = int(toks[0])
+    shape = None
+    if "x" in toks[0]:
+        shape = [int(v) for v in toks[0].split("x")]
+        chan, width = shape[0], None
+    else:
+        width = int(toks[0])
     layers = []
     for tok in toks[1:]:
         if tok.isdigit():
@@ -52,6 +82,11 @@ def build(spec):
             layers.append(nn.GELU())
         elif tok == "gelu_tanh":
             layers.append(nn.GELU(approximate="tanh"))
+        elif tok == "silu":
+            layers.append(nn.SiLU())
+        elif tok.startswith("elu"):
+            rest = tok[len("elu"):]
+            layers.append(nn.ELU(float(rest) if rest else 1.0))
         elif tok == "identity":
             layers.append(nn.Identity())
         elif tok == "softmax":
@@ -59,9 +94,26 @@ def build(spec):
         elif tok.startswith("drop"):
             p = tok[len("dropout"):] if tok.startswith("dropout") else tok[len("drop"):]
             layers.append(nn.Dropout(float(p)))
+        elif tok.startswith("conv"):
+            out, o = window(tok[4:], True, "kspd")
+            layers.append(nn.Conv2d(chan, out, o["k"], stride=o.get("s", 1), padding=o.get("p", 0), dilation=o.get("d", 1)))
+            chan = out
+        elif tok == "bn":
+            layers.append(nn.BatchNorm2d(chan) if width is None else nn.BatchNorm1d(width))
+        elif tok.startswith("maxpool") or tok.startswith("avgpool"):
+            k, o = window(tok[7:], True, "sp")
+            cls = nn.MaxPool2d if tok.startswith("maxpool") else nn.AvgPool2d
+            layers.append(cls(k, stride=o.get("s", k), padding=o.get("p", 0)))
+        elif tok == "gap":
+            layers.append(nn.AdaptiveAvgPool2d(1))
+        elif tok == "flatten":
+            layers.append(nn.Flatten())
+            if width is None:
+                with torch.no_grad():
+                    width = nn.Sequential(*layers)(torch.zeros(1, *shape)).shape[1]
         else:
             raise SystemExit(f"spec {spec!r}: unknown token {tok!r}")
-    return nn.Sequential(*layers)
+    return nn.Sequential(*layers), shape
 
 
 def read_safetensors(path):
@@ -75,11 +127,12 @@ def read_safetensors(path):
     meta = header.pop("__metadata__", {})
     tensors = {}
     for name, info in header.items():
-        if info["dtype"] != "F32":
-            raise SystemExit(f"{path}: tensor {name}: dtype {info['dtype']}, expected F32")
+        dtype = {"F32": torch.float32, "I64": torch.int64}.get(info["dtype"])
+        if dtype is None:
+            raise SystemExit(f"{path}: tensor {name}: dtype {info['dtype']}, expected F32 (or I64 for num_batches_tracked)")
         start, end = info["data_offsets"]
         buf = bytearray(body[start:end])
-        t = torch.frombuffer(buf, dtype=torch.float32) if buf else torch.zeros(0)
+        t = torch.frombuffer(buf, dtype=dtype) if buf else torch.zeros(0, dtype=dtype)
         tensors[name] = t.reshape(info["shape"]).clone()
     return tensors, meta
 
@@ -88,8 +141,11 @@ def write_safetensors(path, tensors, meta):
     header = {"__metadata__": meta}
     blobs, off = [], 0
     for name, t in tensors.items():
-        b = t.detach().to(torch.float32).contiguous().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
+        if t.dtype == torch.int64:  # BatchNorm's num_batches_tracked
+            b, dt = t.detach().contiguous().numpy().astype("<i8").tobytes(), "I64"
+        else:
+            b, dt = t.detach().to(torch.float32).contiguous().numpy().astype("<f4").tobytes(), "F32"
+        header[name] = {"dtype": dt, "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
         blobs.append(b)
         off += len(b)
     h = json.dumps(header, separators=(",", ":")).encode()
@@ -105,6 +161,12 @@ def read_f32(path, rows):
     with open(path, "rb") as f:
         buf = bytearray(f.read())
     return torch.frombuffer(buf, dtype=torch.float32).reshape(rows, -1).clone()
+
+
+def inputs(path, rows, shape):
+    """The rows of path, viewed as [rows, C, H, W] for an image spec."""
+    x = read_f32(path, rows)
+    return x if shape is None else x.reshape(rows, *shape)
 
 
 def write_f32(path, t):
@@ -131,23 +193,23 @@ def run(argv):
         tensors, meta = read_safetensors(argv[2])
         if SPEC_KEY not in meta:
             raise SystemExit(f"{argv[2]}: no {SPEC_KEY} in __metadata__")
-        model = build(meta[SPEC_KEY])
+        model, shape = build(meta[SPEC_KEY])
         model.load_state_dict(tensors, strict=True)
         model.eval()
         with torch.no_grad():
-            y = model(read_f32(argv[3], int(argv[4])))
+            y = model(inputs(argv[3], int(argv[4]), shape))
         print(y)
         if len(argv) > 5:
             write_f32(argv[5], y)
     elif len(argv) >= 5 and argv[1] == "export":
         spec, seed, path = argv[2], int(argv[3]), argv[4]
         torch.manual_seed(seed)
-        model = build(spec)
+        model, shape = build(spec)
         model.eval()
         write_safetensors(path, model.state_dict(), {SPEC_KEY: spec, "producer": "torch " + torch.__version__})
         if len(argv) > 7:
             with torch.no_grad():
-                y = model(read_f32(argv[5], int(argv[6])))
+                y = model(inputs(argv[5], int(argv[6]), shape))
             write_f32(argv[7], y)
             print(y)
     else:

@@ -132,3 +132,57 @@ func TestTorchInterop(t *testing.T) {
 	}
 	agree(t, "torch checkpoint in kiln", kilnLogits(t, m2, x, rows), readF32(t, tout))
 }
+
+// TestTorchInteropImage is TestTorchInterop for image specs: a CNN built
+// from a spec (convolutions with padding, stride and dilation, batch norm
+// on images and after flatten, max and average pooling, global average
+// pooling) loads into the torch.nn.Sequential the same spec names, with
+// its state_dict names (BatchNorm's running statistics, moved by three
+// training-mode batches, and its int64 num_batches_tracked included,
+// strict), and gives kiln's logits in evaluation mode; and one torch
+// builds with its own initialisation loads into kiln and gives torch's.
+// Under CI=true a missing torch fails it.
+func TestTorchInteropImage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping PyTorch interop in -short mode (starting torch takes seconds)")
+	}
+	requireTorch(t)
+	script, err := filepath.Abs("../bench/torch_interop.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := openCPU(t)
+	const spec = "2x9x9-conv6k3p1-bn-relu-maxpool2-conv5k3s2p1-bn-silu-avgpool2s1p1-flatten-bn-drop0.2-7"
+	const rows = 8
+	m := buildModel(t, dev, spec, Init{}, 5)
+	r := rng(3)
+	for step := 0; step < 3; step++ { // training mode: the running statistics move
+		g := NewGraph(dev)
+		m.SetTraining(true)
+		xt, err := g.Input(upload(t, dev, f32s(r.uniform(rows*162, -1, 3))), rows, 162)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Forward(g, xt); err != nil {
+			t.Fatal(err)
+		}
+		g.Free()
+	}
+	x := f32s(r.uniform(rows*162, -2, 2))
+	dir := t.TempDir()
+	ckpt, in, out := filepath.Join(dir, "kiln.safetensors"), filepath.Join(dir, "x.f32"), filepath.Join(dir, "y.f32")
+	writeF32(t, in, x)
+	if err := SaveSafetensors(ckpt, m, nil); err != nil {
+		t.Fatal(err)
+	}
+	const spec2 = "2x9x9-conv4k3d2-bn-relu-gap-flatten-3"
+	tckpt, tout := filepath.Join(dir, "torch.safetensors"), filepath.Join(dir, "ty.f32")
+	runTorch(t, script, "forward", ckpt, in, "8", out, "+", "export", spec2, "5", tckpt, in, "8", tout)
+	agree(t, "kiln CNN checkpoint in torch", kilnLogits(t, m, x, rows), readF32(t, out))
+	m2, _, err := Load(dev, tckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Free()
+	agree(t, "torch CNN checkpoint in kiln", kilnLogits(t, m2, x, rows), readF32(t, tout))
+}

@@ -187,10 +187,18 @@ func Build(dev device.Device, s Spec, init Init, seed uint64) (*Sequential, erro
 	if err := s.Validate(); err != nil {
 		return nil, fmt.Errorf("nn: Build: %w", err)
 	}
-	m := &Sequential{spec: Spec{In: s.In, Layers: append([]LayerSpec(nil), s.Layers...)}, hasSpec: true}
+	shapes, err := s.shapes()
+	if err != nil {
+		return nil, fmt.Errorf("nn: Build: %w", err)
+	}
+	m := &Sequential{spec: Spec{In: s.In, Shape: append([]int(nil), s.Shape...), Layers: append([]LayerSpec(nil), s.Layers...)}, hasSpec: true}
+	if len(s.Shape) == 0 {
+		m.spec.Shape = nil
+	}
 	width := s.In
-	linears := 0
-	for _, ls := range s.Layers {
+	weighted := 0
+	for i, ls := range s.Layers {
+		in := shapes[i]
 		switch ls.Kind {
 		case LinearLayer:
 			wd, err := init.weightDraw(width, ls.Units)
@@ -203,17 +211,47 @@ func Build(dev device.Device, s Spec, init Init, seed uint64) (*Sequential, erro
 			}
 			m.Append(newLinear(width, ls.Units, true, wd.paramInit(), bd.paramInit()))
 			width = ls.Units
-			linears++
+			weighted++
 		case ActivationLayer:
 			m.Append(&Activation{Act: ls.Act, Alpha: ls.Alpha})
 		case SoftmaxLayer:
 			m.Append(Softmax{})
 		case DropoutLayer:
 			m.Append(&Dropout{P: ls.P, Training: true})
+		case Conv2dLayer:
+			// PyTorch's fans of a convolution: in·k·k and out·k·k.
+			k2 := ls.Kernel * ls.Kernel
+			wd, err := init.weightDraw(in.c*k2, ls.Units*k2)
+			if err != nil {
+				return nil, fmt.Errorf("nn: Build %s: %w", s, err)
+			}
+			bd, err := init.biasDraw(in.c * k2)
+			if err != nil {
+				return nil, fmt.Errorf("nn: Build %s: %w", s, err)
+			}
+			c := NewConv2d(in.c, ls.Units, ls.Kernel, WithStride(ls.Stride), WithPadding(ls.Padding), WithDilation(ls.Dilation))
+			c.Weight.Init, c.Bias.Init = wd.paramInit(), bd.paramInit()
+			m.Append(c)
+			weighted++
+		case BatchNormLayer:
+			if in.image {
+				m.Append(NewBatchNorm2d(in.c))
+			} else {
+				m.Append(NewBatchNorm1d(in.c))
+			}
+		case MaxPoolLayer:
+			m.Append(NewMaxPool2d(ls.Kernel, ls.Stride, ls.Padding))
+		case AvgPoolLayer:
+			m.Append(NewAvgPool2d(ls.Kernel, ls.Stride, ls.Padding))
+		case GlobalAvgPoolLayer:
+			m.Append(NewAdaptiveAvgPool2d(1, 1))
+		case FlattenLayer:
+			m.Append(NewFlatten())
 		}
+		width = shapes[i+1].width()
 	}
-	if linears == 0 {
-		return nil, fmt.Errorf("nn: Build: model spec %s has no Linear layer, so no parameters; expected at least one width after the input", s)
+	if weighted == 0 {
+		return nil, fmt.Errorf("nn: Build: model spec %s has no Linear or convolution layer, so no parameters; expected at least one width after the input", s)
 	}
 	ps, err := NewParamSet(dev, m, seed)
 	if err != nil {
@@ -234,16 +272,28 @@ func (d draw) paramInit() ParamInit {
 	return UniformInit(d.a, d.b)
 }
 
-// Forward applies the modules in order.
+// Forward applies the modules in order. A model built from an image spec
+// (CxHxW first) views a flat input [N, C·H·W] as [N, C, H, W] first.
 func (m *Sequential) Forward(g *Graph, x *Tensor) (*Tensor, error) {
 	if m.ps != nil && m.ps.freed {
 		return nil, fmt.Errorf("nn: Forward: the model was freed")
 	}
 	var err error
+	if sh := m.spec.Shape; len(sh) == 3 && x != nil && len(x.shape) == 2 {
+		if x.shape[1] != m.spec.In {
+			return nil, fmt.Errorf("nn: Forward: input has shape %v, expected [N, %d] or [N, %d, %d, %d] (model %s)", x.shape, m.spec.In, sh[0], sh[1], sh[2], m.spec)
+		}
+		if x, err = g.Reshape(x, x.shape[0], sh[0], sh[1], sh[2]); err != nil {
+			return nil, err
+		}
+	}
 	for i, l := range m.modules {
 		if x, err = l.Forward(g, x); err != nil {
 			if ly, ok := l.(Layer); ok {
 				return nil, fmt.Errorf("layer %d (%s): %w", i, ly.Spec(), err)
+			}
+			if m.hasSpec && i < len(m.spec.Layers) {
+				return nil, fmt.Errorf("layer %d (%s): %w", i, m.spec.Layers[i], err)
 			}
 			return nil, fmt.Errorf("module %d (%T): %w", i, l, err)
 		}

@@ -21,6 +21,20 @@ const (
 	SoftmaxLayer
 	// DropoutLayer zeroes inputs with probability P in training mode.
 	DropoutLayer
+	// Conv2dLayer is nn.Conv2d(channels, Units, Kernel, Stride, Padding,
+	// Dilation) with a bias, on an image input.
+	Conv2dLayer
+	// BatchNormLayer is nn.BatchNorm2d on an image input, nn.BatchNorm1d
+	// on a flat one.
+	BatchNormLayer
+	// MaxPoolLayer is nn.MaxPool2d(Kernel, Stride, Padding).
+	MaxPoolLayer
+	// AvgPoolLayer is nn.AvgPool2d(Kernel, Stride, Padding).
+	AvgPoolLayer
+	// GlobalAvgPoolLayer is nn.AdaptiveAvgPool2d(1).
+	GlobalAvgPoolLayer
+	// FlattenLayer is nn.Flatten(): an image becomes a flat input.
+	FlattenLayer
 )
 
 // LayerSpec is one token of a model spec.
@@ -30,6 +44,10 @@ type LayerSpec struct {
 	Act   device.Activation // ActivationLayer
 	Alpha float32           // ActivationLayer with LeakyReLU: negative slope; with ELU: alpha
 	P     float32           // DropoutLayer: drop probability
+	// Conv2dLayer, MaxPoolLayer and AvgPoolLayer: the square window
+	// (Units is a convolution's output channels). Stride and Dilation are
+	// at least 1; a pool's Dilation is unused (0).
+	Kernel, Stride, Padding, Dilation int
 }
 
 // Spec is a model architecture written as a string of dash-separated
@@ -37,9 +55,15 @@ type LayerSpec struct {
 // the first token is the input width, every later number a Linear layer
 // from the previous width, the others activations, softmax or dropout.
 // "784-256-relu-128-relu-10" is Linear(784,256), ReLU, Linear(256,128),
-// ReLU, Linear(128,10).
+// ReLU, Linear(128,10). An image model starts with its input shape
+// CxHxW and uses the image tokens of spec_image.go:
+// "1x28x28-conv32k3p1-bn-relu-maxpool2-flatten-10".
 type Spec struct {
-	In     int
+	In int // values per sample (C·H·W for an image input)
+	// Shape is [C, H, W] for an image input (the first token CxHxW), nil
+	// for a flat one. A model built from it takes inputs [N, In] or
+	// [N, C, H, W].
+	Shape  []int
 	Layers []LayerSpec
 }
 
@@ -57,12 +81,14 @@ var activationTokens = map[string]device.Activation{
 	"silu": device.SiLU,
 }
 
-const specHelp = "a width (positive integer), relu, leakyrelu, leakyrelu<slope>, tanh, sigmoid, gelu, gelu_tanh, silu, elu, elu<alpha>, identity, softmax or drop<p> with 0 ≤ p < 1"
+const specHelp = "a width (positive integer), relu, leakyrelu, leakyrelu<slope>, tanh, sigmoid, gelu, gelu_tanh, silu, elu, elu<alpha>, identity, softmax, drop<p> with 0 ≤ p < 1, or an image layer: conv<out>k<k>[s<s>][p<p>][d<d>], bn, maxpool<k>[s<s>][p<p>], avgpool<k>[s<s>][p<p>], gap, flatten"
 
 // ParseSpec parses a model spec such as "784-256-relu-128-relu-10",
-// "2-4-tanh-1-sigmoid" or "784-512-relu-drop0.2-10". Tokens are
-// case-insensitive. A bad spec gives an error naming the token, its
-// position and what was expected there.
+// "2-4-tanh-1-sigmoid", "784-512-relu-drop0.2-10" or an image model,
+// "1x28x28-conv32k3p1-bn-relu-maxpool2-flatten-128-relu-10" (spec_image.go
+// has the image tokens). Tokens are case-insensitive. A bad spec gives an
+// error naming the token, its position and what was expected there; the
+// shapes are checked as Validate does.
 func ParseSpec(spec string) (Spec, error) {
 	var s Spec
 	src := strings.TrimSpace(spec)
@@ -78,6 +104,14 @@ func ParseSpec(spec string) (Spec, error) {
 		toks[i] = tok
 		if tok == "" {
 			return s, bad(i, "empty token (two dashes in a row, or a dash at an end); expected %s", specHelp)
+		}
+		if i == 0 && strings.Contains(tok, "x") {
+			shape, err := parseShapeToken(tok)
+			if err != nil {
+				return s, bad(i, "%v", err)
+			}
+			s.Shape, s.In = shape, shape[0]*shape[1]*shape[2]
+			continue
 		}
 		if tok[0] >= '0' && tok[0] <= '9' {
 			n, err := strconv.Atoi(tok)
@@ -96,6 +130,13 @@ func ParseSpec(spec string) (Spec, error) {
 		}
 		if a, ok := activationTokens[tok]; ok {
 			s.Layers = append(s.Layers, LayerSpec{Kind: ActivationLayer, Act: a})
+			continue
+		}
+		if l, ok, err := parseImageToken(tok); ok {
+			if err != nil {
+				return s, bad(i, "%v", err)
+			}
+			s.Layers = append(s.Layers, l)
 			continue
 		}
 		switch {
@@ -135,6 +176,9 @@ func ParseSpec(spec string) (Spec, error) {
 	if len(s.Layers) == 0 {
 		return s, fmt.Errorf("model spec %q: no layers after the input width %d; expected e.g. %q", spec, s.In, src+"-10")
 	}
+	if _, err := s.shapes(); err != nil {
+		return Spec{}, err
+	}
 	return s, nil
 }
 
@@ -152,7 +196,11 @@ func MustParseSpec(spec string) Spec {
 // result gives the same Spec.
 func (s Spec) String() string {
 	var b strings.Builder
-	b.WriteString(strconv.Itoa(s.In))
+	if len(s.Shape) == 3 {
+		fmt.Fprintf(&b, "%dx%dx%d", s.Shape[0], s.Shape[1], s.Shape[2])
+	} else {
+		b.WriteString(strconv.Itoa(s.In))
+	}
 	for _, l := range s.Layers {
 		b.WriteByte('-')
 		b.WriteString(l.String())
@@ -177,6 +225,8 @@ func (l LayerSpec) String() string {
 		return "softmax"
 	case DropoutLayer:
 		return "drop" + strconv.FormatFloat(float64(l.P), 'g', -1, 32)
+	case Conv2dLayer, BatchNormLayer, MaxPoolLayer, AvgPoolLayer, GlobalAvgPoolLayer, FlattenLayer:
+		return l.imageToken()
 	}
 	return fmt.Sprintf("LayerKind(%d)", uint8(l.Kind))
 }
@@ -205,16 +255,23 @@ func (s Spec) Validate() error {
 			if !(l.P >= 0 && l.P < 1) {
 				return fmt.Errorf("model spec %s: layer %d: dropout p = %v, expected 0 ≤ p < 1", s, i, l.P)
 			}
+		case Conv2dLayer, BatchNormLayer, MaxPoolLayer, AvgPoolLayer, GlobalAvgPoolLayer, FlattenLayer:
+			// shapes checks them below.
 		default:
 			return fmt.Errorf("model spec %s: layer %d: unknown kind %d", s, i, l.Kind)
 		}
 	}
-	return nil
+	_, err := s.shapes()
+	return err
 }
 
 // Out is the width of the model's output: the last Linear's units, or the
-// input width when there is no Linear layer.
+// input width when there is no Linear layer (for an image model, the
+// width its last layer leaves).
 func (s Spec) Out() int {
+	if sh, err := s.shapes(); err == nil && len(s.Shape) == 3 {
+		return sh[len(sh)-1].width()
+	}
 	w := s.In
 	for _, l := range s.Layers {
 		if l.Kind == LinearLayer {

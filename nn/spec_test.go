@@ -32,28 +32,37 @@ func TestParseSpec(t *testing.T) {
 		{"3-drop0-1", Spec{In: 3, Layers: []LayerSpec{{Kind: DropoutLayer}, {Kind: LinearLayer, Units: 1}}}, "3-drop0-1"},
 	}
 	for _, c := range cases {
-		got, err := ParseSpec(c.in)
-		if err != nil {
-			t.Errorf("ParseSpec(%q): %v", c.in, err)
-			continue
-		}
-		if !reflect.DeepEqual(got, c.want) {
-			t.Errorf("ParseSpec(%q) = %+v, expected %+v", c.in, got, c.want)
-		}
-		if s := got.String(); s != c.str {
-			t.Errorf("ParseSpec(%q).String() = %q, expected %q", c.in, s, c.str)
-		}
-		again, err := ParseSpec(got.String())
-		if err != nil || !reflect.DeepEqual(again, got) {
-			t.Errorf("round trip of %q: %+v, %v", c.in, again, err)
-		}
-		if err := got.Validate(); err != nil {
-			t.Errorf("Validate(%q): %v", c.in, err)
-		}
+		checkParsed(t, c.in, c.want, c.str)
 	}
 	if out := MustParseSpec("784-256-relu-10-softmax").Out(); out != 10 {
 		t.Errorf("Out() = %d, expected 10", out)
 	}
+}
+
+// checkParsed checks that ParseSpec(in) gives want, writes back as str,
+// parses again to the same Spec and validates; it returns the Spec (the
+// zero Spec after an error).
+func checkParsed(t *testing.T, in string, want Spec, str string) Spec {
+	t.Helper()
+	got, err := ParseSpec(in)
+	if err != nil {
+		t.Errorf("ParseSpec(%q): %v", in, err)
+		return Spec{}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("ParseSpec(%q) =\n%+v, expected\n%+v", in, got, want)
+	}
+	if s := got.String(); s != str {
+		t.Errorf("ParseSpec(%q).String() = %q, expected %q", in, s, str)
+	}
+	again, err := ParseSpec(got.String())
+	if err != nil || !reflect.DeepEqual(again, got) {
+		t.Errorf("round trip of %q: %+v, %v", in, again, err)
+	}
+	if err := got.Validate(); err != nil {
+		t.Errorf("Validate(%q): %v", in, err)
+	}
+	return got
 }
 
 func TestParseSpecErrors(t *testing.T) {

@@ -194,6 +194,9 @@ func SequentialModel(m *nn.Sequential) Model {
 	md := Model{Module: m, Params: m.ParamSet(), Outputs: m.Spec().Out()}
 	if m.HasSpec() {
 		md.InputShape = []int{m.Spec().In}
+		if sh := m.Spec().Shape; len(sh) > 0 {
+			md.InputShape = append([]int(nil), sh...)
+		}
 		md.Spec = m.Spec().String()
 	}
 	return md

@@ -46,7 +46,7 @@ type benchResult struct {
 	Repeats        int       `json:"repeats"`
 	MsPerStep      float64   `json:"ms_per_step"`            // median
 	SamplesPerSec  float64   `json:"samples_per_sec"`        // median
-	TFLOPS         float64   `json:"tflops"`                 // from the median, counting 6·params·batch FLOPs per step
+	TFLOPS         float64   `json:"tflops"`                 // from the median, counting 6·params·batch FLOPs per step (6·MACs·batch for an image spec)
 	RepeatSamplesS []float64 `json:"repeat_samples_per_sec"` // every repeat, in order
 }
 
@@ -63,7 +63,8 @@ backward and optimiser update, no host transfer. After --warmup-steps steps, --r
 runs of --repeat-steps steps each are timed (the device is synchronised before the
 clock stops), and the median is reported as ms/step and samples/s, with the
 arithmetic rate at 6·params·batch FLOPs per step (2 forward, 4 backward), the
-usual count for dense layers.`,
+usual count for dense layers; for an image spec, 6·MACs·batch, with MACs the
+multiply-adds per sample of its convolutions and linear layers.`,
 		Example: `  kiln bench
   kiln bench --device cuda --model 784-4096-relu-4096-relu-10 --batch-size 1024 --optimizer adam
   kiln bench --device cpu --batch-size 64,256,1024 --json`,
@@ -284,12 +285,16 @@ func benchOne(dev device.Device, spec nn.Spec, opt string, loss device.LossKind,
 	}
 	med := median(secs)
 	params := model.NumParams()
+	work := float64(params)
+	if len(spec.Shape) == 3 { // a convolution's weights are used at every position
+		work = float64(spec.MACs())
+	}
 	return benchResult{
 		Device: dev.Name(), DeviceName: dev.Info().Name, Model: spec.String(), Params: params,
 		Optimizer: opt, Loss: loss.String(), TF32: f.tf32, Batch: batch, Steps: f.steps, Repeats: f.repeats,
 		MsPerStep:      med / float64(f.steps) * 1e3,
 		SamplesPerSec:  float64(batch*f.steps) / med,
-		TFLOPS:         6 * float64(params) * float64(batch) * float64(f.steps) / med / 1e12,
+		TFLOPS:         6 * work * float64(batch) * float64(f.steps) / med / 1e12,
 		RepeatSamplesS: rates,
 	}, nil
 }

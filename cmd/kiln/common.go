@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -113,6 +114,10 @@ func checkModelFits(spec nn.Spec, ds *data.Dataset, loss device.LossKind) error 
 	if spec.In != ds.Features {
 		return fmt.Errorf("--model %s: the input width is %d but dataset %q has %d features per sample; start the spec with %d",
 			spec, spec.In, ds.Name, ds.Features, ds.Features)
+	}
+	if len(spec.Shape) == 3 && len(ds.Shape) == 3 && !slices.Equal(spec.Shape, ds.Shape) {
+		return fmt.Errorf("--model %s: the input shape is %dx%dx%d but dataset %q has images of %dx%dx%d (channels × height × width); start the spec with %dx%dx%d",
+			spec, spec.Shape[0], spec.Shape[1], spec.Shape[2], ds.Name, ds.Shape[0], ds.Shape[1], ds.Shape[2], ds.Shape[0], ds.Shape[1], ds.Shape[2])
 	}
 	out := spec.Out()
 	switch loss {

@@ -357,6 +357,12 @@ func TestWithDropout(t *testing.T) {
 	if want := nn.MustParseSpec("2-8-relu-drop0.5-1-sigmoid").String(); got != want {
 		t.Errorf("withDropout = %s, want %s", got, want)
 	}
+	// An image spec: the classifier's hidden activation only, and the
+	// input shape kept.
+	got = withDropout(nn.MustParseSpec("1x8x8-conv4k3-relu-flatten-16-relu-10"), 0.5).String()
+	if want := "1x8x8-conv4k3-relu-flatten-16-relu-drop0.5-10"; got != want {
+		t.Errorf("withDropout = %s, want %s", got, want)
+	}
 }
 
 func TestInitAlias(t *testing.T) {

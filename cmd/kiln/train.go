@@ -84,12 +84,27 @@ With no flags it trains 64-128-relu-10 with Adam on the embedded 8×8 digits
 The model is a spec string: widths and layers joined by '-', e.g.
 784-256-relu-128-relu-10, 2-16-tanh-1-sigmoid, 784-512-relu-drop0.2-10.
 The first number is the input width, the last width the number of outputs.
+Layers: a width (Linear), relu, leakyrelu[<slope>], tanh, sigmoid, gelu,
+gelu_tanh, silu, elu[<alpha>], identity, softmax, drop<p>.
+
+Image models start with the input shape CxHxW (channels × height × width,
+e.g. 1x28x28 for MNIST, 1x8x8 for the digits) and add:
+  conv<out>k<k>[s<s>][p<p>][d<d>]  Conv2d: out channels, kernel k×k, stride s
+                                   (1), zero padding p (0), dilation d (1)
+  bn                               BatchNorm2d (BatchNorm1d after flatten)
+  maxpool<k>[s<s>][p<p>]           MaxPool2d: window k×k, stride s (k)
+  avgpool<k>[s<s>][p<p>]           AvgPool2d, the same arguments
+  gap                              global average pooling to C×1×1
+  flatten                          C×H×W → C·H·W, needed before a width
+e.g. 1x28x28-conv32k3p1-bn-relu-maxpool2-conv64k3p1-bn-relu-maxpool2-flatten-128-relu-10
+(state_dict names as torch.nn.Sequential's: 0.weight, 1.running_mean, ...).
 
 Fine-tuning: --init starts from a safetensors checkpoint (PyTorch
 nn.Sequential state_dict names: 0.weight, 0.bias, 2.weight, ...) and
 --freeze keeps the named parameters fixed.`,
 		Example: `  kiln train
   kiln train --data mnist --model 784-256-relu-10 --epochs 5 --out mnist.safetensors
+  kiln train --data mnist --model 1x28x28-conv16k3p1-bn-relu-maxpool2-flatten-10 --epochs 1
   kiln train --data moons --model 2-16-tanh-16-tanh-1 --loss bce_logits --optimizer sgd --lr 0.1 --momentum 0.9
   kiln train --init mnist.safetensors --freeze 0.weight,0.bias --data fashion-mnist --lr 1e-4
   kiln train --data iris.csv --label species --standardize --val-split 0.2 --patience 10 --epochs 500`,
@@ -378,15 +393,20 @@ func initAlias(s string) string {
 // withDropout inserts a dropout layer after every activation that is
 // followed by another linear layer (the hidden activations), as --dropout
 // promises. An existing dropout layer right after an activation is kept
-// instead of doubling it.
+// instead of doubling it. In an image spec only the flat part (after
+// flatten) counts: the convolutions' feature maps get none.
 func withDropout(s nn.Spec, p float32) nn.Spec {
 	if p == 0 {
 		return s
 	}
-	out := nn.Spec{In: s.In}
+	out := nn.Spec{In: s.In, Shape: s.Shape}
+	flat := len(s.Shape) == 0
 	for i, l := range s.Layers {
 		out.Layers = append(out.Layers, l)
-		if l.Kind != nn.ActivationLayer {
+		if l.Kind == nn.FlattenLayer {
+			flat = true
+		}
+		if l.Kind != nn.ActivationLayer || !flat {
 			continue
 		}
 		hidden := false
