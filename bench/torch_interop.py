@@ -61,7 +61,8 @@ def build(spec):
     shape = None
     if "x" in toks[0]:
         shape = [int(v) for v in toks[0].split("x")]
-        chan, width = shape[0], None
+        chan, h, w = shape
+        width = None
     else:
         width = int(toks[0])
     layers = []
@@ -96,21 +97,24 @@ def build(spec):
             layers.append(nn.Dropout(float(p)))
         elif tok.startswith("conv"):
             out, o = window(tok[4:], True, "kspd")
-            layers.append(nn.Conv2d(chan, out, o["k"], stride=o.get("s", 1), padding=o.get("p", 0), dilation=o.get("d", 1)))
-            chan = out
+            k, s, p, d = o["k"], o.get("s", 1), o.get("p", 0), o.get("d", 1)
+            layers.append(nn.Conv2d(chan, out, k, stride=s, padding=p, dilation=d))
+            chan, h, w = out, (h + 2 * p - d * (k - 1) - 1) // s + 1, (w + 2 * p - d * (k - 1) - 1) // s + 1
         elif tok == "bn":
             layers.append(nn.BatchNorm2d(chan) if width is None else nn.BatchNorm1d(width))
         elif tok.startswith("maxpool") or tok.startswith("avgpool"):
             k, o = window(tok[7:], True, "sp")
+            s, p = o.get("s", k), o.get("p", 0)
             cls = nn.MaxPool2d if tok.startswith("maxpool") else nn.AvgPool2d
-            layers.append(cls(k, stride=o.get("s", k), padding=o.get("p", 0)))
+            layers.append(cls(k, stride=s, padding=p))
+            h, w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
         elif tok == "gap":
             layers.append(nn.AdaptiveAvgPool2d(1))
+            h, w = 1, 1
         elif tok == "flatten":
             layers.append(nn.Flatten())
             if width is None:
-                with torch.no_grad():
-                    width = nn.Sequential(*layers)(torch.zeros(1, *shape)).shape[1]
+                width = chan * h * w
         else:
             raise SystemExit(f"spec {spec!r}: unknown token {tok!r}")
     return nn.Sequential(*layers), shape

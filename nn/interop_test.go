@@ -184,5 +184,20 @@ func TestTorchInteropImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m2.Free()
+	// torch's export is its fresh model: running variance 1, mean 0 (a
+	// forward in training mode while building it would have moved them).
+	rv, rm := m2.Param("1.running_var"), m2.Param("1.running_mean")
+	vv, vm := make([]float32, rv.Len()), make([]float32, rm.Len())
+	if err := dev.ReadF32(vv, rv.Value(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := dev.ReadF32(vm, rm.Value(), 0); err != nil {
+		t.Fatal(err)
+	}
+	for i := range vv {
+		if vv[i] != 1 || vm[i] != 0 {
+			t.Fatalf("torch's exported running statistics: var %v, mean %v, expected 1 and 0", vv, vm)
+		}
+	}
 	agree(t, "torch CNN checkpoint in kiln", kilnLogits(t, m2, x, rows), readF32(t, tout))
 }

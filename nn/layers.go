@@ -234,6 +234,7 @@ func Build(dev device.Device, s Spec, init Init, seed uint64) (*Sequential, erro
 			m.Append(c)
 			weighted++
 		case BatchNormLayer:
+			weighted++
 			if in.image {
 				m.Append(NewBatchNorm2d(in.c))
 			} else {
@@ -251,7 +252,7 @@ func Build(dev device.Device, s Spec, init Init, seed uint64) (*Sequential, erro
 		width = shapes[i+1].width()
 	}
 	if weighted == 0 {
-		return nil, fmt.Errorf("nn: Build: model spec %s has no Linear or convolution layer, so no parameters; expected at least one width after the input", s)
+		return nil, fmt.Errorf("nn: Build: model spec %s has no Linear, convolution or batch norm layer, so no parameters; expected at least one width after the input", s)
 	}
 	ps, err := NewParamSet(dev, m, seed)
 	if err != nil {
@@ -320,8 +321,11 @@ func (m *Sequential) SetTraining(training bool) {
 // Modules lists the modules in order. The slice is the model's own.
 func (m *Sequential) Modules() []Module { return m.modules }
 
-// Layers lists the modules that are spec layers (all of them for a model
-// made by Build), one per state_dict index.
+// Layers lists the modules that are Layers (Linear, activations, Softmax,
+// Dropout: all the modules of an MLP made by Build), each with its
+// LayerSpec. The image modules (Conv2d, BatchNorm, the pools, Flatten) are
+// not Layers; Spec().Layers has a LayerSpec for every module of a model
+// made by Build, at its state_dict index.
 func (m *Sequential) Layers() []Layer {
 	out := make([]Layer, 0, len(m.modules))
 	for _, mod := range m.modules {

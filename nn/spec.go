@@ -174,6 +174,9 @@ func ParseSpec(spec string) (Spec, error) {
 		}
 	}
 	if len(s.Layers) == 0 {
+		if len(s.Shape) == 3 {
+			return s, fmt.Errorf("model spec %q: no layers after the input shape %s; expected e.g. %q", spec, toks[0], src+"-flatten-10")
+		}
 		return s, fmt.Errorf("model spec %q: no layers after the input width %d; expected e.g. %q", spec, s.In, src+"-10")
 	}
 	if _, err := s.shapes(); err != nil {

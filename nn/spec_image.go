@@ -2,6 +2,7 @@ package nn
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -45,8 +46,11 @@ func (s specShape) width() int {
 
 // maxSpecDim bounds every number of an image token (channels, sizes,
 // kernel, stride, padding, dilation) and maxSpecWidth the values per sample
-// of any shape, so that shape arithmetic cannot overflow and a typo such as
-// conv320000 fails here rather than in an allocation.
+// of any shape and the values of a convolution's weight, so that the shape
+// arithmetic of image layers cannot overflow and a typo such as
+// conv320000 fails here rather than in an allocation. (A Linear layer's
+// weight is not bounded, as it never was for MLP specs: the device's
+// allocation refuses what does not fit.)
 const (
 	maxSpecDim   = 1 << 16
 	maxSpecWidth = 1 << 30
@@ -237,6 +241,10 @@ func (s Spec) shapes() ([]specShape, error) {
 				l.Padding < 0 || l.Padding > maxSpecDim || l.Dilation < 1 || l.Dilation > maxSpecDim {
 				return fail("expected out channels, kernel, stride and dilation from 1 to %d and padding from 0 to %d", maxSpecDim, maxSpecDim)
 			}
+			// All factors ≤ 2¹⁶, so the product fits in an int64.
+			if w := int64(l.Units) * int64(cur.c) * int64(l.Kernel) * int64(l.Kernel); w > maxSpecWidth {
+				return fail("its weight [%d, %d, %d, %d] has %d values, more than %d", l.Units, cur.c, l.Kernel, l.Kernel, w, maxSpecWidth)
+			}
 			span := l.Dilation*(l.Kernel-1) + 1
 			if cur.h+2*l.Padding < span || cur.w+2*l.Padding < span {
 				return fail("a kernel spanning %d (kernel %d, dilation %d) does not fit the %dx%d input with padding %d", span, l.Kernel, l.Dilation, cur.h, cur.w, l.Padding)
@@ -246,8 +254,8 @@ func (s Spec) shapes() ([]specShape, error) {
 			if !needImage() {
 				return fail("pooling needs an image input")
 			}
-			if l.Kernel < 1 || l.Kernel > maxSpecDim || l.Stride < 1 || l.Stride > maxSpecDim || l.Padding < 0 {
-				return fail("expected kernel and stride from 1 to %d and padding ≥ 0", maxSpecDim)
+			if l.Kernel < 1 || l.Kernel > maxSpecDim || l.Stride < 1 || l.Stride > maxSpecDim || l.Padding < 0 || l.Padding > maxSpecDim {
+				return fail("expected kernel and stride from 1 to %d and padding from 0 to %d", maxSpecDim, maxSpecDim)
 			}
 			if 2*l.Padding > l.Kernel {
 				return fail("padding %d is more than half the kernel %d (PyTorch's rule)", l.Padding, l.Kernel)
@@ -279,21 +287,35 @@ func (s Spec) shapes() ([]specShape, error) {
 // MACs is the number of multiply-adds per sample in the forward pass of
 // the spec's Linear and Conv2d layers (weights × output positions; biases,
 // normalisation and pooling not counted), or 0 for a spec Validate
-// refuses. A training step costs about 6·MACs·batch FLOPs: 2 forward, 4
-// backward.
+// refuses; math.MaxInt64 when the count does not fit. A training step
+// costs about 6·MACs·batch FLOPs: 2 forward, 4 backward.
 func (s Spec) MACs() int64 {
 	sh, err := s.shapes()
 	if err != nil {
 		return 0
+	}
+	// mul and add saturate at math.MaxInt64 (all terms are ≥ 0).
+	mul := func(a, b int64) int64 {
+		if a != 0 && b > math.MaxInt64/a {
+			return math.MaxInt64
+		}
+		return a * b
+	}
+	add := func(a, b int64) int64 {
+		if a > math.MaxInt64-b {
+			return math.MaxInt64
+		}
+		return a + b
 	}
 	var n int64
 	for i, l := range s.Layers {
 		in, out := sh[i], sh[i+1]
 		switch l.Kind {
 		case LinearLayer:
-			n += int64(in.width()) * int64(l.Units)
+			n = add(n, mul(int64(in.width()), int64(l.Units)))
 		case Conv2dLayer:
-			n += int64(l.Units) * int64(in.c) * int64(l.Kernel*l.Kernel) * int64(out.h) * int64(out.w)
+			// Weights ≤ 2³⁰ and positions ≤ 2³⁰ (shapes bounds both).
+			n = add(n, mul(int64(l.Units)*int64(in.c)*int64(l.Kernel)*int64(l.Kernel), int64(out.h)*int64(out.w)))
 		}
 	}
 	return n

@@ -85,6 +85,8 @@ func TestParseImageSpecErrors(t *testing.T) {
 		{"1x28x28-maxpool2d1-flatten-10", `unexpected "d1"`},
 		{"1x28x28-maxpool-flatten-10", "missing number"},
 		{"1x28x28-bnx-flatten-10", "unknown layer"},
+		{"65536x1x1-conv65536k3p1-flatten-10", "its weight [65536, 65536, 3, 3] has 38654705664 values"},
+		{"1x8x8", "no layers after the input shape 1x8x8"},
 	}
 	for _, c := range cases {
 		_, err := ParseSpec(c.in)
@@ -99,6 +101,11 @@ func TestParseImageSpecErrors(t *testing.T) {
 	}
 	if err := (Spec{In: 100, Shape: []int{1, 28, 28}, Layers: []LayerSpec{{Kind: FlattenLayer}}}).Validate(); err == nil || !strings.Contains(err.Error(), "has 784 values, but the input width is 100") {
 		t.Errorf("Validate of a shape that disagrees with In: %v", err)
+	}
+	// A padding whose double overflows.
+	huge := Spec{In: 100, Shape: []int{1, 10, 10}, Layers: []LayerSpec{{Kind: AvgPoolLayer, Kernel: 2, Stride: 2, Padding: math.MaxInt}, {Kind: FlattenLayer}}}
+	if err := huge.Validate(); err == nil || !strings.Contains(err.Error(), "padding from 0 to 65536") {
+		t.Errorf("Validate of a pool with padding MaxInt: %v", err)
 	}
 }
 

@@ -112,8 +112,15 @@ func defaultModel(ds *data.Dataset) string {
 // width what the loss needs.
 func checkModelFits(spec nn.Spec, ds *data.Dataset, loss device.LossKind) error {
 	if spec.In != ds.Features {
-		return fmt.Errorf("--model %s: the input width is %d but dataset %q has %d features per sample; start the spec with %d",
-			spec, spec.In, ds.Name, ds.Features, ds.Features)
+		start := strconv.Itoa(ds.Features)
+		if len(spec.Shape) == 3 {
+			start = "an image shape CxHxW of that many values"
+			if len(ds.Shape) == 3 {
+				start = fmt.Sprintf("%dx%dx%d", ds.Shape[0], ds.Shape[1], ds.Shape[2])
+			}
+		}
+		return fmt.Errorf("--model %s: the input width is %d but dataset %q has %d features per sample; start the spec with %s",
+			spec, spec.In, ds.Name, ds.Features, start)
 	}
 	if len(spec.Shape) == 3 && len(ds.Shape) == 3 && !slices.Equal(spec.Shape, ds.Shape) {
 		return fmt.Errorf("--model %s: the input shape is %dx%dx%d but dataset %q has images of %dx%dx%d (channels × height × width); start the spec with %dx%dx%d",

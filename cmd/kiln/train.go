@@ -123,8 +123,8 @@ func (f *trainFlags) register(cmd *cobra.Command) {
 	f.data.register(cmd, "digits")
 	fl := cmd.Flags()
 	fl.StringVar(&f.model, "model", "", "model spec, e.g. 64-128-relu-10 (default: chosen from the dataset: 64-128-relu-10 for digits, 784-128-relu-10 for MNIST, 2-32-relu-32-relu-2 for the 2-D sets)")
-	fl.StringVar(&f.initScheme, "init-scheme", "default", "weight initialisation: default (PyTorch's nn.Linear), xavier (= xavier_uniform), xavier_normal, he (= he_normal), he_uniform, normal<std> (normal0.01), uniform<range>, zeros; xavier and he take a gain as :1.5")
-	fl.Float64Var(&f.dropout, "dropout", 0, "insert dropout with this drop probability after every hidden activation (0 ≤ p < 1; 0 is off)")
+	fl.StringVar(&f.initScheme, "init-scheme", "default", "weight initialisation: default (PyTorch's nn.Linear and nn.Conv2d), xavier (= xavier_uniform), xavier_normal, he (= he_normal), he_uniform, normal<std> (normal0.01), uniform<range>, zeros; xavier and he take a gain as :1.5")
+	fl.Float64Var(&f.dropout, "dropout", 0, "insert dropout with this drop probability after every hidden activation (of an image spec: after flatten only) (0 ≤ p < 1; 0 is off)")
 	fl.StringVar(&f.device, "device", "auto", "device: auto (a GPU when there is one), cpu, cuda or cuda:N")
 	fl.BoolVar(&f.tf32, "tf32", false, "allow TensorFloat-32 matrix products on GPUs that have them (faster, about 10 bits of mantissa)")
 
