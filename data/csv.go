@@ -46,6 +46,11 @@ type CSVOptions struct {
 	// every column a feature (errors name it by number), and there are no
 	// targets. Label must be empty.
 	NoHeader bool
+	// Shape, when set, is the per-sample shape of the feature columns in
+	// row-major order, e.g. [1, 28, 28] for 784 pixel columns of an image
+	// dataset (Dense then gives [N, 1, 28, 28]); its product must be the
+	// number of feature columns. Unset, the shape is [features].
+	Shape []int
 }
 
 // ReadCSV reads a CSV file with a header row into a Dataset. See
@@ -200,6 +205,20 @@ func ParseCSV(r io.Reader, name string, opt CSVOptions) (*Dataset, error) {
 		X:        x,
 		Features: nf,
 		Shape:    []int{nf},
+	}
+	if len(opt.Shape) > 0 {
+		p := 1
+		for _, s := range opt.Shape {
+			if s < 1 || p > nf/s { // also keeps the product from overflowing
+				p = -1
+				break
+			}
+			p *= s
+		}
+		if p != nf {
+			return nil, fmt.Errorf("data: %s: Shape %v: expected positive sizes whose product is the %d feature columns", name, opt.Shape, nf)
+		}
+		d.Shape = append([]int(nil), opt.Shape...)
 	}
 	if len(cols) == 0 {
 		return d, nil // LabelOptional without the label column, or NoHeader: inputs only

@@ -364,3 +364,29 @@ func TestLoadCSVSplitAndStandardize(t *testing.T) {
 		t.Errorf("absent file: %v", err)
 	}
 }
+
+// TestParseCSVShape reads pixel columns as images: Shape [1, 2, 2] for four
+// feature columns gives Dense [N, 1, 2, 2]; a shape of another size, or
+// with a zero, is refused naming the file and the column count.
+func TestParseCSVShape(t *testing.T) {
+	in := "p0,p1,p2,p3,label\n1,2,3,4,0\n5,6,7,8,1\n"
+	d, err := ParseCSV(strings.NewReader(in), "img.csv", CSVOptions{Shape: []int{1, 2, 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(d.Shape, []int{1, 2, 2}) {
+		t.Fatalf("Shape %v, expected [1 2 2]", d.Shape)
+	}
+	if err := d.Validate(); err != nil {
+		t.Error(err)
+	}
+	if got := []int(d.Dense().Shape()); !slices.Equal(got, []int{2, 1, 2, 2}) {
+		t.Errorf("Dense shape %v, expected [2 1 2 2]", got)
+	}
+	for _, bad := range [][]int{{1, 2, 3}, {0, 2, 2}, {4, 1, 0}, {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2}} {
+		_, err := ParseCSV(strings.NewReader(in), "img.csv", CSVOptions{Shape: bad})
+		if err == nil || !strings.Contains(err.Error(), "img.csv") || !strings.Contains(err.Error(), "the 4 feature columns") {
+			t.Errorf("Shape %v: error %v, expected one naming img.csv and the 4 feature columns", bad, err)
+		}
+	}
+}
