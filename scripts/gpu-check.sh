@@ -54,7 +54,9 @@ grep -E '^Benchmark|^(ok|FAIL|PASS)' "$out/bench.log"
 phase "kiln training throughput"
 : >"$out/kiln-bench.jsonl"
 kbench_rc=0
-for cfg in "784-256-relu-128-relu-10 64" "784-4096-relu-4096-relu-10 1024"; do
+# The last is the CNN of an image spec (conv, batch norm, pooling through the spec path).
+for cfg in "784-256-relu-128-relu-10 64" "784-4096-relu-4096-relu-10 1024" \
+	"1x28x28-conv32k3p1-bn-relu-maxpool2-conv64k3p1-bn-relu-maxpool2-flatten-128-relu-10 64"; do
 	set -- $cfg
 	timeout 60 "$here/kiln" bench --device cuda --model "$1" --batch "$2" --optimizer adam --json >>"$out/kiln-bench.jsonl" 2>>"$out/kiln-bench.err" || kbench_rc=$?
 	timeout 60 "$here/kiln" bench --device cuda --model "$1" --batch "$2" --optimizer adam --tf32 --json >>"$out/kiln-bench.jsonl" 2>>"$out/kiln-bench.err" || kbench_rc=$?
