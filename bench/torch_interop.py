@@ -31,16 +31,15 @@ from torch import nn
 SPEC_KEY = "kiln.spec"
 
 
-def window(rest, lead, allowed):
+def window(rest, allowed):
     """The number and lettered options of an image token: conv32k3p1 → 32, {k: 3, p: 1}."""
-    num, opts, key = "", {}, None
+    num, opts, key, first = "", {}, None, None
     for ch in rest + "$":
         if ch.isdigit():
             num += ch
             continue
         if key is None:
-            if lead:
-                first = int(num)
+            first = int(num)
         else:
             opts[key] = int(num)
         if ch == "$":
@@ -48,7 +47,7 @@ def window(rest, lead, allowed):
         if ch not in allowed:
             raise SystemExit(f"bad image token option {ch!r} in {rest!r}")
         key, num = ch, ""
-    return (first if lead else None), opts
+    return first, opts
 
 
 def build(spec):
@@ -96,14 +95,14 @@ def build(spec):
             p = tok[len("dropout"):] if tok.startswith("dropout") else tok[len("drop"):]
             layers.append(nn.Dropout(float(p)))
         elif tok.startswith("conv"):
-            out, o = window(tok[4:], True, "kspd")
+            out, o = window(tok[4:], "kspd")
             k, s, p, d = o["k"], o.get("s", 1), o.get("p", 0), o.get("d", 1)
             layers.append(nn.Conv2d(chan, out, k, stride=s, padding=p, dilation=d))
             chan, h, w = out, (h + 2 * p - d * (k - 1) - 1) // s + 1, (w + 2 * p - d * (k - 1) - 1) // s + 1
         elif tok == "bn":
             layers.append(nn.BatchNorm2d(chan) if width is None else nn.BatchNorm1d(width))
         elif tok.startswith("maxpool") or tok.startswith("avgpool"):
-            k, o = window(tok[7:], True, "sp")
+            k, o = window(tok[7:], "sp")
             s, p = o.get("s", k), o.get("p", 0)
             cls = nn.MaxPool2d if tok.startswith("maxpool") else nn.AvgPool2d
             layers.append(cls(k, stride=s, padding=p))

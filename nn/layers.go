@@ -184,33 +184,25 @@ func Build(dev device.Device, s Spec, init Init, seed uint64) (*Sequential, erro
 	if dev == nil {
 		return nil, fmt.Errorf("nn: Build: nil device")
 	}
-	if err := s.Validate(); err != nil {
-		return nil, fmt.Errorf("nn: Build: %w", err)
-	}
-	shapes, err := s.shapes()
+	shapes, err := s.validate()
 	if err != nil {
 		return nil, fmt.Errorf("nn: Build: %w", err)
 	}
 	m := &Sequential{spec: Spec{In: s.In, Shape: append([]int(nil), s.Shape...), Layers: append([]LayerSpec(nil), s.Layers...)}, hasSpec: true}
-	if len(s.Shape) == 0 {
-		m.spec.Shape = nil
-	}
-	width := s.In
 	weighted := 0
 	for i, ls := range s.Layers {
 		in := shapes[i]
 		switch ls.Kind {
 		case LinearLayer:
-			wd, err := init.weightDraw(width, ls.Units)
+			wd, err := init.weightDraw(in.c, ls.Units)
 			if err != nil {
 				return nil, fmt.Errorf("nn: Build %s: %w", s, err)
 			}
-			bd, err := init.biasDraw(width)
+			bd, err := init.biasDraw(in.c)
 			if err != nil {
 				return nil, fmt.Errorf("nn: Build %s: %w", s, err)
 			}
-			m.Append(newLinear(width, ls.Units, true, wd.paramInit(), bd.paramInit()))
-			width = ls.Units
+			m.Append(newLinear(in.c, ls.Units, true, wd.paramInit(), bd.paramInit()))
 			weighted++
 		case ActivationLayer:
 			m.Append(&Activation{Act: ls.Act, Alpha: ls.Alpha})
@@ -249,7 +241,6 @@ func Build(dev device.Device, s Spec, init Init, seed uint64) (*Sequential, erro
 		case FlattenLayer:
 			m.Append(NewFlatten())
 		}
-		width = shapes[i+1].width()
 	}
 	if weighted == 0 {
 		return nil, fmt.Errorf("nn: Build: model spec %s has no Linear, convolution or batch norm layer, so no parameters; expected at least one width after the input", s)

@@ -235,37 +235,42 @@ func (l LayerSpec) String() string {
 }
 
 // Validate checks a Spec built in code rather than parsed: widths ≥ 1,
-// known activations, dropout 0 ≤ p < 1.
+// known activations, dropout 0 ≤ p < 1, and for image layers the shapes.
 func (s Spec) Validate() error {
+	_, err := s.validate()
+	return err
+}
+
+// validate is Validate, returning the shapes between the layers (shapes).
+func (s Spec) validate() ([]specShape, error) {
 	if s.In < 1 {
-		return fmt.Errorf("model spec %s: input width %d, expected ≥ 1", s, s.In)
+		return nil, fmt.Errorf("model spec %s: input width %d, expected ≥ 1", s, s.In)
 	}
 	if len(s.Layers) == 0 {
-		return fmt.Errorf("model spec %s: no layers", s)
+		return nil, fmt.Errorf("model spec %s: no layers", s)
 	}
 	for i, l := range s.Layers {
 		switch l.Kind {
 		case LinearLayer:
 			if l.Units < 1 {
-				return fmt.Errorf("model spec %s: layer %d: width %d, expected ≥ 1", s, i, l.Units)
+				return nil, fmt.Errorf("model spec %s: layer %d: width %d, expected ≥ 1", s, i, l.Units)
 			}
 		case ActivationLayer:
 			if l.Act < device.Identity || l.Act > device.ELU {
-				return fmt.Errorf("model spec %s: layer %d: unknown activation %d", s, i, l.Act)
+				return nil, fmt.Errorf("model spec %s: layer %d: unknown activation %d", s, i, l.Act)
 			}
 		case SoftmaxLayer:
 		case DropoutLayer:
 			if !(l.P >= 0 && l.P < 1) {
-				return fmt.Errorf("model spec %s: layer %d: dropout p = %v, expected 0 ≤ p < 1", s, i, l.P)
+				return nil, fmt.Errorf("model spec %s: layer %d: dropout p = %v, expected 0 ≤ p < 1", s, i, l.P)
 			}
 		case Conv2dLayer, BatchNormLayer, MaxPoolLayer, AvgPoolLayer, GlobalAvgPoolLayer, FlattenLayer:
 			// shapes checks them below.
 		default:
-			return fmt.Errorf("model spec %s: layer %d: unknown kind %d", s, i, l.Kind)
+			return nil, fmt.Errorf("model spec %s: layer %d: unknown kind %d", s, i, l.Kind)
 		}
 	}
-	_, err := s.shapes()
-	return err
+	return s.shapes()
 }
 
 // Out is the width of the model's output: the last Linear's units, or the

@@ -76,10 +76,10 @@ func parseShapeToken(tok string) ([]int, error) {
 	return shape, nil
 }
 
-// parseWindow reads "<lead>[k<k>][s<s>][p<p>][d<d>]" after a token's name:
-// the leading number (when lead is set) and the lettered options, each at
-// most once and only those in allowed. Unset options are 0.
-func parseWindow(rest string, lead bool, allowed string) (first int, opts map[byte]int, err error) {
+// parseWindow reads "<first>[k<k>][s<s>][p<p>][d<d>]" after a token's
+// name: the leading number and the lettered options, each at most once and
+// only those in allowed. Unset options are 0.
+func parseWindow(rest string, allowed string) (first int, opts map[byte]int, err error) {
 	num := func() (int, error) {
 		i := 0
 		for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
@@ -95,10 +95,8 @@ func parseWindow(rest string, lead bool, allowed string) (first int, opts map[by
 		rest = rest[i:]
 		return n, nil
 	}
-	if lead {
-		if first, err = num(); err != nil {
-			return 0, nil, err
-		}
+	if first, err = num(); err != nil {
+		return 0, nil, err
 	}
 	opts = map[byte]int{}
 	for rest != "" {
@@ -130,7 +128,7 @@ func parseImageToken(tok string) (l LayerSpec, ok bool, err error) {
 	case tok == "flatten":
 		return LayerSpec{Kind: FlattenLayer}, true, nil
 	case strings.HasPrefix(tok, "conv"):
-		out, o, err := parseWindow(tok[len("conv"):], true, "kspd")
+		out, o, err := parseWindow(tok[len("conv"):], "kspd")
 		if err != nil {
 			return l, true, fmt.Errorf("%v; expected conv<out>k<kernel>[s<stride>][p<padding>][d<dilation>], such as conv32k3p1", err)
 		}
@@ -150,7 +148,7 @@ func parseImageToken(tok string) (l LayerSpec, ok bool, err error) {
 		if strings.HasPrefix(tok, "avgpool") {
 			kind, name = AvgPoolLayer, "avgpool"
 		}
-		k, o, err := parseWindow(tok[len(name):], true, "sp")
+		k, o, err := parseWindow(tok[len(name):], "sp")
 		if err != nil {
 			return l, true, fmt.Errorf("%v; expected %s<kernel>[s<stride>][p<padding>], such as %s2", err, name, name)
 		}
@@ -222,7 +220,6 @@ func (s Spec) shapes() ([]specShape, error) {
 		fail := func(format string, a ...any) ([]specShape, error) {
 			return nil, fmt.Errorf("model spec %s: token %d %q (input %s): %s", s, i+2, l.String(), cur, fmt.Sprintf(format, a...))
 		}
-		needImage := func() bool { return cur.image }
 		switch l.Kind {
 		case LinearLayer:
 			if cur.image {
@@ -234,7 +231,7 @@ func (s Spec) shapes() ([]specShape, error) {
 				return fail("softmax needs a flat input; put flatten before it")
 			}
 		case Conv2dLayer:
-			if !needImage() {
+			if !cur.image {
 				return fail("a convolution needs an image input; start the spec with CxHxW, such as 1x28x28")
 			}
 			if l.Units < 1 || l.Units > maxSpecDim || l.Kernel < 1 || l.Kernel > maxSpecDim || l.Stride < 1 || l.Stride > maxSpecDim ||
@@ -251,7 +248,7 @@ func (s Spec) shapes() ([]specShape, error) {
 			}
 			cur = specShape{image: true, c: l.Units, h: (cur.h+2*l.Padding-span)/l.Stride + 1, w: (cur.w+2*l.Padding-span)/l.Stride + 1}
 		case MaxPoolLayer, AvgPoolLayer:
-			if !needImage() {
+			if !cur.image {
 				return fail("pooling needs an image input")
 			}
 			if l.Kernel < 1 || l.Kernel > maxSpecDim || l.Stride < 1 || l.Stride > maxSpecDim || l.Padding < 0 || l.Padding > maxSpecDim {
@@ -265,7 +262,7 @@ func (s Spec) shapes() ([]specShape, error) {
 			}
 			cur = specShape{image: true, c: cur.c, h: (cur.h+2*l.Padding-l.Kernel)/l.Stride + 1, w: (cur.w+2*l.Padding-l.Kernel)/l.Stride + 1}
 		case GlobalAvgPoolLayer:
-			if !needImage() {
+			if !cur.image {
 				return fail("global average pooling needs an image input")
 			}
 			cur = specShape{image: true, c: cur.c, h: 1, w: 1}

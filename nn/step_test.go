@@ -63,25 +63,29 @@ func (s *stepper) run() error {
 
 // TestSteadyStepNoDeviceAllocation: after the first steps have filled the
 // graph's free lists, a training step reaches neither the system nor even
-// the device's pool (Allocs and SystemAllocs unchanged over steps 3..10).
+// the device's pool (Allocs and SystemAllocs unchanged over steps 3..10),
+// for an MLP and for an image spec (its flat input viewed as NCHW, batch
+// norm, pooling) alike.
 func TestSteadyStepNoDeviceAllocation(t *testing.T) {
-	s := newStepper(t, "784-256-relu-128-relu-drop0.1-10", 64)
-	var before device.MemStats
-	for i := 1; i <= 10; i++ {
-		if i == 3 {
-			before = s.dev.Stats()
+	for _, spec := range []string{"784-256-relu-128-relu-drop0.1-10", "1x28x28-conv8k3p1-bn-relu-maxpool2-flatten-drop0.1-10"} {
+		s := newStepper(t, spec, 64)
+		var before device.MemStats
+		for i := 1; i <= 10; i++ {
+			if i == 3 {
+				before = s.dev.Stats()
+			}
+			if err := s.run(); err != nil {
+				t.Fatal(err)
+			}
 		}
-		if err := s.run(); err != nil {
-			t.Fatal(err)
+		after := s.dev.Stats()
+		if after.SystemAllocs != before.SystemAllocs || after.Allocs != before.Allocs {
+			t.Errorf("%s: steps 3..10: SystemAllocs %d → %d, Allocs %d → %d; expected no change",
+				spec, before.SystemAllocs, after.SystemAllocs, before.Allocs, after.Allocs)
 		}
-	}
-	after := s.dev.Stats()
-	if after.SystemAllocs != before.SystemAllocs || after.Allocs != before.Allocs {
-		t.Errorf("steps 3..10: SystemAllocs %d → %d, Allocs %d → %d; expected no change",
-			before.SystemAllocs, after.SystemAllocs, before.Allocs, after.Allocs)
-	}
-	if after.InUse != before.InUse {
-		t.Errorf("steps 3..10: InUse %d → %d bytes; expected no growth", before.InUse, after.InUse)
+		if after.InUse != before.InUse {
+			t.Errorf("%s: steps 3..10: InUse %d → %d bytes; expected no growth", spec, before.InUse, after.InUse)
+		}
 	}
 }
 
@@ -156,4 +160,25 @@ func (s *stepper) gemmsAlone(t *testing.T) float64 {
 			}
 		}
 	})
+}
+
+// TestImageSpecStepHeapAllocations: a steady training step of a model
+// built from an image spec makes no Go heap allocation (the NCHW view of
+// its input, convolution, batch norm, pooling, flatten and dropout all
+// reuse the graph's buffers and views).
+func TestImageSpecStepHeapAllocations(t *testing.T) {
+	s := newStepper(t, "1x28x28-conv8k3p1-bn-relu-maxpool2-flatten-drop0.1-10", 64)
+	for i := 0; i < 3; i++ {
+		if err := s.run(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	allocs := testing.AllocsPerRun(10, func() {
+		if err := s.run(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 0 && !race.Enabled {
+		t.Errorf("%.0f heap allocations per training step, expected 0", allocs)
+	}
 }
