@@ -27,36 +27,15 @@ func trainBaseline(dev device.Device, trMsgs, evMsgs []message, c baseCfg, seed 
 // is what training for fewer epochs would give, since the learning rate is
 // constant and the batch order of epoch e depends only on (seed, e).
 func fitBaseline(dev device.Device, trSet, evSet *data.Dataset, c baseCfg, seed uint64, curve bool) (train.Metrics, []train.Metrics, error) {
-	spec, err := nn.ParseSpec(fmt.Sprintf("%d-2", trSet.Features))
-	if err != nil {
-		return train.Metrics{}, nil, err
-	}
-	lr, err := nn.Build(dev, spec, nn.Init{}, seed)
-	if err != nil {
-		return train.Metrics{}, nil, err
-	}
-	defer lr.Free()
-	cfg := train.DefaultAdam(float32(c.lr))
-	cfg.WeightDecay = float32(c.wd)
-	opt, err := train.NewAdam(lr, cfg)
-	if err != nil {
-		return train.Metrics{}, nil, err
-	}
-	tr, err := train.NewTrainer(dev, lr, opt, train.Config{
-		Epochs: c.epochs, BatchSize: 32, Loss: device.SoftmaxCrossEntropy, Seed: seed, Shuffle: true,
-	})
-	if err != nil {
-		return train.Metrics{}, nil, err
-	}
-	defer tr.Free()
 	var val *data.Dataset
 	if curve {
 		val = evSet
 	}
-	res, err := tr.Fit(trSet, val)
+	lr, res, err := trainLR(dev, trSet, val, c, seed)
 	if err != nil {
 		return train.Metrics{}, nil, err
 	}
+	defer lr.Free()
 	var hist []train.Metrics
 	for _, e := range res.History {
 		if e.Val != nil {
@@ -68,6 +47,41 @@ func fitBaseline(dev device.Device, trSet, evSet *data.Dataset, c baseCfg, seed 
 	}
 	met, err := train.Evaluate(dev, lr, evSet, device.SoftmaxCrossEntropy, 512)
 	return met, hist, err
+}
+
+// trainLR builds the baseline's logistic regression and trains it on trSet
+// as fitBaseline says, scoring val (nil for none) after every epoch. The
+// caller frees the returned model.
+func trainLR(dev device.Device, trSet, val *data.Dataset, c baseCfg, seed uint64) (*nn.Sequential, train.Result, error) {
+	spec, err := nn.ParseSpec(fmt.Sprintf("%d-2", trSet.Features))
+	if err != nil {
+		return nil, train.Result{}, err
+	}
+	lr, err := nn.Build(dev, spec, nn.Init{}, seed)
+	if err != nil {
+		return nil, train.Result{}, err
+	}
+	res, err := func() (train.Result, error) {
+		cfg := train.DefaultAdam(float32(c.lr))
+		cfg.WeightDecay = float32(c.wd)
+		opt, err := train.NewAdam(lr, cfg)
+		if err != nil {
+			return train.Result{}, err
+		}
+		tr, err := train.NewTrainer(dev, lr, opt, train.Config{
+			Epochs: c.epochs, BatchSize: 32, Loss: device.SoftmaxCrossEntropy, Seed: seed, Shuffle: true,
+		})
+		if err != nil {
+			return train.Result{}, err
+		}
+		defer tr.Free()
+		return tr.Fit(trSet, val)
+	}()
+	if err != nil {
+		lr.Free()
+		return nil, train.Result{}, err
+	}
+	return lr, res, nil
 }
 
 // bagOfWords is the dataset of binary word-presence features.

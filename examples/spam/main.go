@@ -4,7 +4,9 @@
 // pooling, a hidden layer and a two-way classifier, plus a wide linear term
 // over the bag of words (Wide & Deep), trained with AdamW. Beside it the
 // same program trains a bag-of-words logistic regression with train.Trainer
-// as the baseline. With -filters the deep part is instead a convolutional
+// as the baseline. By default (-residual) the wide term is that regression,
+// fitted first and frozen, and the deep part learns a correction of its
+// logits (warm.go). With -filters the deep part is instead a convolutional
 // text classifier over the word sequence (Kim 2014; cnn.go), which
 // -select-cnn compares with the two on the validation splits.
 //
@@ -70,12 +72,22 @@ type modelCfg struct {
 	filters         int     // > 0: the deep part is a convolutional text classifier with this many filters per width, not the bag
 	widths          []int   // its filter widths (words)
 	seqLen          int     // its words per message (the sequence length L)
+	// residual: the wide part is the baseline's regression, fitted first
+	// and frozen, and the deep part learns a correction of its logits
+	// (residualStart); base is how that regression is trained.
+	residual bool
+	base     baseCfg
 }
 
-func (c modelCfg) String() string {
+func (c modelCfg) String() (out string) {
 	es := ""
 	if c.earlyStop {
 		es = " (early stopping on validation loss)"
+	}
+	if c.residual {
+		defer func() {
+			out += fmt.Sprintf("; residual start: the wide part is the fitted, frozen regression (%s)", c.base)
+		}()
 	}
 	if c.filters > 0 {
 		return fmt.Sprintf("ensemble %d, epochs %d%s, lr %g, %d filters × widths %s over the first %d words, word ids %d, wide %d words + %d pairs + %d 4-grams, nb %v, dropout %g, dim %d, buckets %d, batch %d",
@@ -115,7 +127,7 @@ type options struct {
 // The defaults are the settings -select chose over seeds 1, 2 and 3 on the
 // validation splits (README.md shows the table).
 var (
-	defaultModel = modelCfg{epochs: 8, lr: 1e-2, wordIDs: 8000, wide: 8000,
+	defaultModel = modelCfg{epochs: 4, lr: 3e-3, wordIDs: 8000, wide: 8000, residual: true,
 		batch: 32, buckets: 1 << 15, tokens: 2048, dim: 32, hidden: 32, minCount: 3, dropout: 0.2, pools: 1, ensemble: 1,
 		filters: 0, widths: []int{3}, seqLen: 256}
 	defaultBase = baseCfg{epochs: 30, vocab: 8000, lr: 0.003, wd: 0}
@@ -128,7 +140,7 @@ const tieEps = 1e-9
 // -quick trains both for fewer epochs: settings that are rows of the same
 // selection table (README.md), not tuned on any test split.
 const (
-	quickModelEpochs = 4
+	quickModelEpochs = 2
 	quickBaseEpochs  = 15
 	quickSeeds       = "1,2,3"
 	evalSeeds        = "1,2,3,4,5,6,7,8,9,10"
@@ -167,6 +179,7 @@ func parse(args []string) (options, error) {
 	fs.IntVar(&o.model.filters, "filters", defaultModel.filters, "> 0: the deep part is a convolutional text classifier (Kim 2014) over the word sequence with this many filters per width, instead of the embedding bag (0: the bag)")
 	fs.StringVar(&widths, "widths", widths, "filter widths (in words) of the convolutional model, comma-separated")
 	fs.IntVar(&o.model.seqLen, "seq-len", defaultModel.seqLen, "words per message the convolutional model reads (the first ones; shorter messages are padded)")
+	fs.BoolVar(&o.model.residual, "residual", defaultModel.residual, "the wide part is the baseline's logistic regression, fitted first on the same features and frozen, and the deep part learns a correction of its logits (needs -wide; -residual=false trains both parts together from random weights)")
 	fs.BoolVar(&o.model.unique, "unique", defaultModel.unique, "keep each distinct token once per message")
 	fs.IntVar(&o.base.vocab, "vocab", defaultBase.vocab, "words of the bag-of-words baseline")
 	fs.IntVar(&o.base.epochs, "base-epochs", 0, fmt.Sprintf("epochs of the baseline (default %d, quick %d)", defaultBase.epochs, quickBaseEpochs))
@@ -206,6 +219,7 @@ func parse(args []string) (options, error) {
 			seeds = selectSeeds
 		}
 	}
+	o.model.base = o.base
 	var err error
 	if o.seeds, err = parseSeeds(seeds); err != nil {
 		return o, err
@@ -227,6 +241,9 @@ func parse(args []string) (options, error) {
 	}
 	if !(m.lr > 0) || !(b.lr > 0) || !(b.wd >= 0) {
 		return o, fmt.Errorf("-lr and -base-lr must be > 0 and -base-wd ≥ 0")
+	}
+	if m.residual && (m.wideDim() == 0 || m.nb || m.filters > 0) {
+		return o, fmt.Errorf("-residual needs the wide part (-wide > 0), binary (no -nb), and the embedding bag (no -filters); set -residual=false for the others")
 	}
 	if m.wordIDs+2 > m.buckets {
 		return o, fmt.Errorf("-word-ids %d needs -buckets above %d", m.wordIDs, m.wordIDs+1)
@@ -495,6 +512,11 @@ func trainMember(dev device.Device, trTok, valTok, evTok *tokens, c modelCfg, se
 		return nil, err
 	}
 	defer params.Free()
+	if c.residual {
+		if err := residualStart(dev, model.(*bagModel), trTok, c.base, seed); err != nil {
+			return nil, err
+		}
+	}
 	var log io.Writer
 	if verbose {
 		log = w
@@ -513,7 +535,7 @@ func trainMember(dev device.Device, trTok, valTok, evTok *tokens, c modelCfg, se
 	if save != "" {
 		m := train.Model{Module: model, Params: params, Outputs: 2}
 		if err := train.SaveModel(save, m, map[string]string{
-			"buckets": fmt.Sprint(c.buckets), "tokens": fmt.Sprint(c.tokens), "filters": fmt.Sprint(c.filters), "widths": intList(c.widths), "seq_len": fmt.Sprint(c.seqLen), "word_ids": fmt.Sprint(c.wordIDs), "wide": fmt.Sprint(c.wide), "wide_pairs": fmt.Sprint(c.widePairs), "wide_grams": fmt.Sprint(c.wideGrams), "nb": fmt.Sprint(c.nb)}); err != nil {
+			"buckets": fmt.Sprint(c.buckets), "tokens": fmt.Sprint(c.tokens), "filters": fmt.Sprint(c.filters), "widths": intList(c.widths), "seq_len": fmt.Sprint(c.seqLen), "word_ids": fmt.Sprint(c.wordIDs), "wide": fmt.Sprint(c.wide), "wide_pairs": fmt.Sprint(c.widePairs), "wide_grams": fmt.Sprint(c.wideGrams), "nb": fmt.Sprint(c.nb), "residual": fmt.Sprint(c.residual)}); err != nil {
 			return nil, err
 		}
 		fmt.Fprintf(w, "saved %s\n", save)

@@ -90,6 +90,7 @@ func TestParseErrors(t *testing.T) {
 		{"-test-frac", "0.9", "-val-frac", "0.2"}, {"-val-frac", "0"},
 		{"-lr", "0"}, {"-base-wd", "-1"}, {"-buckets", "1"}, {"extra"},
 		{"-widths", "3,x"}, {"-widths", "0"}, {"-widths", "3,3"}, {"-filters", "-1"}, {"-filters", "4", "-seq-len", "4", "-widths", "5"}, {"-seq-len", "0"},
+		{"-wide", "0"}, {"-nb"}, {"-filters", "8"}, // -residual (the default) needs a binary wide part and the bag
 	} {
 		if _, err := parse(args); err == nil {
 			t.Errorf("parse(%q) accepted", args)
@@ -273,19 +274,13 @@ func TestOptionsTrain(t *testing.T) {
 	msgs, dev := corpusOnCPU(t)
 	c := modelCfg{epochs: 2, batch: 32, buckets: 4096, tokens: 256, dim: 8, hidden: 8, minCount: 3, lr: 1e-2,
 		dropout: 0.2, tokenDrop: 0.1, earlyStop: true, pools: 3, ensemble: 2, wordIDs: 1000, wide: 500}
-	trIdx, vaIdx, _ := split(msgs, 0.2, 0.1, 1)
-	trMsgs, vaMsgs := pickMsgs(msgs, trIdx), pickMsgs(msgs, vaIdx)
-	ranked := rankWords(trMsgs)
-	all := tokenizeFor(msgs, c, ranked)
-	trTok, vaTok := all.pick(trIdx), all.pick(vaIdx)
-	dropRare(trTok, c.minCount, vaTok)
-	setWide(c, ranked, trMsgs, trTok, [][]message{vaMsgs}, vaTok)
+	_, _, _, trTok, vaTok := seedOneSets(msgs, c)
 	met, err := trainModel(dev, trTok, vaTok, vaTok, c, 1, "", false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if met.Accuracy < 0.85 || met.Samples != len(vaIdx) {
-		t.Errorf("validation accuracy %.4f on %d messages, want ≥ 0.85 on %d", met.Accuracy, met.Samples, len(vaIdx))
+	if met.Accuracy < 0.85 || met.Samples != len(vaTok.labels) {
+		t.Errorf("validation accuracy %.4f on %d messages, want ≥ 0.85 on %d", met.Accuracy, met.Samples, len(vaTok.labels))
 	}
 }
 
@@ -522,17 +517,108 @@ func TestConvTrain(t *testing.T) {
 	msgs, dev := corpusOnCPU(t)
 	c := modelCfg{epochs: 2, batch: 32, buckets: 4096, dim: 8, filters: 8, widths: []int{2, 3}, seqLen: 64, lr: 1e-2,
 		dropout: 0.5, ensemble: 1, wordIDs: 1000, wide: 500}
-	trIdx, vaIdx, _ := split(msgs, 0.2, 0.1, 1)
-	trMsgs, vaMsgs := pickMsgs(msgs, trIdx), pickMsgs(msgs, vaIdx)
-	ranked := rankWords(trMsgs)
-	all := tokenizeFor(msgs, c, ranked)
-	trTok, vaTok := all.pick(trIdx), all.pick(vaIdx)
-	setWide(c, ranked, trMsgs, trTok, [][]message{vaMsgs}, vaTok)
+	_, _, _, trTok, vaTok := seedOneSets(msgs, c)
 	met, err := trainModel(dev, trTok, vaTok, vaTok, c, 1, "", false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if met.Accuracy < 0.85 || met.Samples != len(vaIdx) {
-		t.Errorf("validation accuracy %.4f on %d messages, want ≥ 0.85 on %d", met.Accuracy, met.Samples, len(vaIdx))
+	if met.Accuracy < 0.85 || met.Samples != len(vaTok.labels) {
+		t.Errorf("validation accuracy %.4f on %d messages, want ≥ 0.85 on %d", met.Accuracy, met.Samples, len(vaTok.labels))
 	}
+}
+
+// TestResidualStart: before any training, the residual model computes the
+// baseline's regression exactly (the same probabilities as the baseline
+// trained on its own bag of words: same columns, initialisation and batch
+// order), and training it leaves that regression's weights untouched while
+// the output layer, started at 0, learns.
+func TestResidualStart(t *testing.T) {
+	msgs, dev := corpusOnCPU(t)
+	base := baseCfg{vocab: 500, epochs: 2, lr: 3e-3}
+	c := modelCfg{epochs: 1, batch: 32, buckets: 4096, tokens: 256, dim: 8, hidden: 8, minCount: 3, lr: 3e-3,
+		dropout: 0.2, pools: 1, ensemble: 1, wordIDs: 1000, wide: 500, residual: true, base: base}
+	const seed = 7
+	trMsgs, vaMsgs, ranked, trTok, vaTok := seedOneSets(msgs, c)
+
+	m := newBagModel(c.buckets, c.dim, c.hidden, c.pools, c.wideDim())
+	params, err := nn.NewParamSet(dev, m, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer params.Free()
+	if err := residualStart(dev, m, trTok, base, seed); err != nil {
+		t.Fatal(err)
+	}
+	got, err := probs(dev, m, vaTok, 256)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	vocab := vocabOf(ranked, base.vocab)
+	lr, _, err := trainLR(dev, bagOfWords("tr", trMsgs, vocab), nil, base, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lr.Free()
+	vaSet := bagOfWords("va", vaMsgs, vocab)
+	logits, err := train.Outputs(dev, train.Model{Module: lr, Params: lr.ParamSet(), Outputs: 2}, vaSet.X, len(vaMsgs), 256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// float32 logits summed in a different order (0·h + b + Wx against
+	// Wx + b): agreement to 1e-6 in probability, far below what a wrong
+	// column, weight or bias would move (the regression's logits are O(1)).
+	worst := 0.0
+	for i, q := range got {
+		z0, z1 := float64(logits[2*i]), float64(logits[2*i+1])
+		p1 := 1 / (1 + math.Exp(z0-z1))
+		worst = max(worst, math.Abs(p1-q[1]))
+	}
+	if worst > 1e-6 {
+		t.Fatalf("untrained residual model against the baseline: max |Δp(spam)| = %g, want ≤ 1e-6", worst)
+	}
+
+	wideBefore := make([]float32, 2*m.Wide.In)
+	if err := dev.ReadF32(wideBefore, m.Wide.Weight.Value(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fit(dev, m, params, trTok, nil, c, seed, nil); err != nil {
+		t.Fatal(err)
+	}
+	wideAfter := make([]float32, len(wideBefore))
+	outW := make([]float32, 2*m.Out.In)
+	if err := dev.ReadF32(wideAfter, m.Wide.Weight.Value(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := dev.ReadF32(outW, m.Out.Weight.Value(), 0); err != nil {
+		t.Fatal(err)
+	}
+	for i := range wideBefore {
+		if wideBefore[i] != wideAfter[i] {
+			t.Fatalf("wide weight %d moved in training: %g → %g (it is frozen)", i, wideBefore[i], wideAfter[i])
+		}
+	}
+	nonzero := 0
+	for _, x := range outW {
+		if x != 0 {
+			nonzero++
+		}
+	}
+	if nonzero == 0 {
+		t.Errorf("the output weights stayed 0: the deep part learnt nothing")
+	}
+}
+
+// seedOneSets is seed 1's training and validation split prepared for c as
+// the program prepares them (tokens, rare tokens dropped, the wide part's
+// bag of words), with the messages and the training split's word ranking.
+func seedOneSets(msgs []message, c modelCfg) (trMsgs, vaMsgs []message, ranked []string, trTok, vaTok *tokens) {
+	trIdx, vaIdx, _ := split(msgs, 0.2, 0.1, 1)
+	trMsgs, vaMsgs = pickMsgs(msgs, trIdx), pickMsgs(msgs, vaIdx)
+	ranked = rankWords(trMsgs)
+	all := tokenizeFor(msgs, c, ranked)
+	trTok, vaTok = all.pick(trIdx), all.pick(vaIdx)
+	dropRare(trTok, c.minCount, vaTok)
+	setWide(c, ranked, trMsgs, trTok, [][]message{vaMsgs}, vaTok)
+	return
 }

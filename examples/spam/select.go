@@ -12,17 +12,21 @@ import (
 )
 
 // The grids of -select. The model's grid varies its learning rate and
-// training length and two choices of its structure (words hashed or given
-// their own embedding rows; with or without the wide bag-of-words term);
-// its other settings are the defaults. The baseline's grid varies its
+// training length and three choices of its structure (words hashed or
+// given their own embedding rows; with or without the wide bag-of-words
+// term; with the wide term, trained with the rest from random weights or
+// fitted first as the baseline's regression and frozen, -residual); its
+// other settings are the defaults. The baseline's grid varies its
 // vocabulary, learning rate, L2 weight decay and epochs; the epochs come
 // from one run of the longest length per setting (see fitBaseline), so the
-// baseline is offered 72 settings to the model's 16.
+// baseline is offered 72 settings to the model's 24.
 var (
 	gridModelLR      = []float64{3e-3, 1e-2}
 	gridModelEpochs  = []int{4, 8}
 	gridModelWordIDs = []int{0, 8000}
 	gridModelWide    = []int{0, 8000}
+	// gridModelResidual applies to the settings with a wide term only.
+	gridModelResidual = []bool{false, true}
 
 	// -select-cnn: the convolutional model's grid (8 settings), fixed
 	// before any of it was run: learning rate × epochs × filter widths;
@@ -91,11 +95,16 @@ func runSelect(dev device.Device, msgs []message, o options, w io.Writer) error 
 	var mrows []selRow
 	for _, wi := range gridModelWordIDs {
 		for _, wide := range gridModelWide {
-			for _, lr := range gridModelLR {
-				for _, ep := range gridModelEpochs {
-					c := o.model
-					c.lr, c.epochs, c.wide, c.wordIDs = lr, ep, wide, wi
-					mrows = append(mrows, selRow{name: fmt.Sprintf("word-ids %-4d wide %-4d lr %-5g epochs %d", wi, wide, lr, ep), model: c, order: len(mrows)})
+			for _, res := range gridModelResidual {
+				if res && wide == 0 {
+					continue
+				}
+				for _, lr := range gridModelLR {
+					for _, ep := range gridModelEpochs {
+						c := o.model
+						c.lr, c.epochs, c.wide, c.wordIDs, c.residual = lr, ep, wide, wi, res
+						mrows = append(mrows, selRow{name: fmt.Sprintf("word-ids %-4d wide %-4d residual %-5v lr %-5g epochs %d", wi, wide, res, lr, ep), model: c, order: len(mrows)})
+					}
 				}
 			}
 		}
@@ -191,7 +200,7 @@ func printTable(w io.Writer, title string, rows []selRow, top int) {
 // printRows prints rows as printTable does, marking the first as the
 // choice when chosen.
 func printRows(w io.Writer, rows []selRow, chosen bool) {
-	fmt.Fprintf(w, "  %-40s  %-14s  %-9s  %s\n", "setting", "errors/seed", "mean acc", "mean loss")
+	fmt.Fprintf(w, "  %-55s  %-14s  %-9s  %s\n", "setting", "errors/seed", "mean acc", "mean loss")
 	for i, r := range rows {
 		var e []string
 		for _, x := range r.errs {
@@ -201,7 +210,7 @@ func printRows(w io.Writer, rows []selRow, chosen bool) {
 		if i == 0 && chosen {
 			mark = "  ← chosen"
 		}
-		fmt.Fprintf(w, "  %-40s  %-14s  %.4f     %.4f%s\n", r.name, strings.Join(e, " "), mean(r.acc), mean(r.loss), mark)
+		fmt.Fprintf(w, "  %-55s  %-14s  %.4f     %.4f%s\n", r.name, strings.Join(e, " "), mean(r.acc), mean(r.loss), mark)
 	}
 }
 
@@ -257,6 +266,7 @@ func runSelectCNN(dev device.Device, msgs []message, o options, w io.Writer) err
 			for _, ep := range gridCNNEpochs {
 				c := o.model
 				c.filters, c.widths, c.dropout, c.lr, c.epochs = gridCNNFilters, wd, gridCNNDropout, lr, ep
+				c.residual = false // as the grid was run; residualStart is the bag's
 				rows = append(rows, selRow{name: fmt.Sprintf("CNN widths %-4s lr %-5g epochs %d", intList(wd), lr, ep), model: c, order: len(rows)})
 			}
 		}
