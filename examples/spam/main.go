@@ -86,7 +86,7 @@ func (c modelCfg) String() (out string) {
 	}
 	if c.residual {
 		defer func() {
-			out += fmt.Sprintf("; residual start: the wide part is the fitted, frozen regression (%s)", c.base)
+			out += fmt.Sprintf("; residual start: the wide part is a regression fitted on its %d columns and frozen (epochs %d, lr %g, weight decay %g)", c.wideDim(), c.base.epochs, c.base.lr, c.base.wd)
 		}()
 	}
 	if c.filters > 0 {
@@ -137,8 +137,9 @@ var (
 // error in 1,182 messages is 8.5e-4).
 const tieEps = 1e-9
 
-// -quick trains both for fewer epochs: settings that are rows of the same
-// selection table (README.md), not tuned on any test split.
+// -quick trains both for half their selected epochs (the model's 2 are
+// not a row of the selection grid: 9 8 6 validation errors in README.md's
+// sixth-session table), not tuned on any test split.
 const (
 	quickModelEpochs = 2
 	quickBaseEpochs  = 15
@@ -179,7 +180,7 @@ func parse(args []string) (options, error) {
 	fs.IntVar(&o.model.filters, "filters", defaultModel.filters, "> 0: the deep part is a convolutional text classifier (Kim 2014) over the word sequence with this many filters per width, instead of the embedding bag (0: the bag)")
 	fs.StringVar(&widths, "widths", widths, "filter widths (in words) of the convolutional model, comma-separated")
 	fs.IntVar(&o.model.seqLen, "seq-len", defaultModel.seqLen, "words per message the convolutional model reads (the first ones; shorter messages are padded)")
-	fs.BoolVar(&o.model.residual, "residual", defaultModel.residual, "the wide part is the baseline's logistic regression, fitted first on the same features and frozen, and the deep part learns a correction of its logits (needs -wide; -residual=false trains both parts together from random weights)")
+	fs.BoolVar(&o.model.residual, "residual", defaultModel.residual, "the wide part is a logistic regression fitted first on its columns with the baseline's settings (-base-epochs, -base-lr, -base-wd; with -wide equal to -vocab and no pairs or 4-grams, the baseline itself) and frozen, and the deep part learns a correction of its logits (-residual=false trains both parts together from random weights)")
 	fs.BoolVar(&o.model.unique, "unique", defaultModel.unique, "keep each distinct token once per message")
 	fs.IntVar(&o.base.vocab, "vocab", defaultBase.vocab, "words of the bag-of-words baseline")
 	fs.IntVar(&o.base.epochs, "base-epochs", 0, fmt.Sprintf("epochs of the baseline (default %d, quick %d)", defaultBase.epochs, quickBaseEpochs))
@@ -243,7 +244,7 @@ func parse(args []string) (options, error) {
 		return o, fmt.Errorf("-lr and -base-lr must be > 0 and -base-wd ≥ 0")
 	}
 	if m.residual && (m.wideDim() == 0 || m.nb || m.filters > 0) {
-		return o, fmt.Errorf("-residual needs the wide part (-wide > 0), binary (no -nb), and the embedding bag (no -filters); set -residual=false for the others")
+		return o, fmt.Errorf("-residual (on by default) needs the wide part (-wide, -wide-pairs or -wide-grams > 0), binary (no -nb), and the embedding bag (no -filters); set -residual=false for the others")
 	}
 	if m.wordIDs+2 > m.buckets {
 		return o, fmt.Errorf("-word-ids %d needs -buckets above %d", m.wordIDs, m.wordIDs+1)
@@ -458,11 +459,19 @@ func verdict(modelAcc, baseAcc, bar float64) error {
 //
 // valTok is the validation split, used for early stopping when
 // c.earlyStop (it may be evTok itself in -select). save, when set, receives
-// member 0.
+// member 0. With c.residual the regression is fitted once, with seed
+// itself, and every member starts from it.
 func trainModel(dev device.Device, trTok, valTok, evTok *tokens, c modelCfg, seed uint64, save string, verbose bool, w io.Writer) (train.Metrics, error) {
+	var reg *regression
+	if c.residual {
+		var err error
+		if reg, err = fitRegression(dev, trTok, c.wideDim(), c.base, seed); err != nil {
+			return train.Metrics{}, err
+		}
+	}
 	var sum [][2]float64
 	for j := 0; j < c.ensemble; j++ {
-		p, err := trainMember(dev, trTok, valTok, evTok, c, memberSeed(seed, j), save, verbose, w)
+		p, err := trainMember(dev, trTok, valTok, evTok, c, reg, memberSeed(seed, j), save, verbose, w)
 		if err != nil {
 			return train.Metrics{}, err
 		}
@@ -501,8 +510,9 @@ func memberSeed(seed uint64, j int) uint64 {
 }
 
 // trainMember trains one model and returns its class probabilities on
-// evTok.
-func trainMember(dev device.Device, trTok, valTok, evTok *tokens, c modelCfg, seed uint64, save string, verbose bool, w io.Writer) ([][2]float64, error) {
+// evTok. With reg (not nil) the model starts from that fitted regression
+// (residualStart).
+func trainMember(dev device.Device, trTok, valTok, evTok *tokens, c modelCfg, reg *regression, seed uint64, save string, verbose bool, w io.Writer) ([][2]float64, error) {
 	var model classifier = newBagModel(c.buckets, c.dim, c.hidden, c.pools, c.wideDim())
 	if c.filters > 0 {
 		model = newConvModel(c.buckets, c.dim, c.filters, c.widths, c.seqLen, c.wideDim())
@@ -512,8 +522,12 @@ func trainMember(dev device.Device, trTok, valTok, evTok *tokens, c modelCfg, se
 		return nil, err
 	}
 	defer params.Free()
-	if c.residual {
-		if err := residualStart(dev, model.(*bagModel), trTok, c.base, seed); err != nil {
+	if reg != nil {
+		bag, ok := model.(*bagModel)
+		if !ok {
+			return nil, fmt.Errorf("-residual applies to the embedding bag only (set -residual=false with -filters)")
+		}
+		if err := residualStart(dev, bag, reg); err != nil {
 			return nil, err
 		}
 	}

@@ -64,22 +64,23 @@ func TestVerdict(t *testing.T) {
 	}
 }
 
-// TestRank checks the selection rule: highest mean validation accuracy,
-// then lowest mean validation loss, then grid order.
+// TestRank checks the selection rule: highest mean validation accuracy
+// (equal within tieEps), then lowest mean validation loss, then grid order.
 func TestRank(t *testing.T) {
 	rows := []selRow{
 		{name: "a", acc: []float64{0.98, 0.99}, loss: []float64{0.05, 0.05}, order: 0},
 		{name: "b", acc: []float64{0.99, 0.99}, loss: []float64{0.09, 0.07}, order: 1},
-		{name: "c", acc: []float64{0.985, 0.995}, loss: []float64{0.04, 0.06}, order: 2}, // same mean accuracy as b, lower loss
-		{name: "d", acc: []float64{0.99, 0.99}, loss: []float64{0.09, 0.07}, order: 3},   // b's twin, later in the grid
+		{name: "c", acc: []float64{0.985, 0.995}, loss: []float64{0.04, 0.06}, order: 2},       // same mean accuracy as b, lower loss
+		{name: "d", acc: []float64{0.99, 0.99}, loss: []float64{0.09, 0.07}, order: 3},         // b's twin, later in the grid
+		{name: "e", acc: []float64{0.99 + 1e-12, 0.99}, loss: []float64{0.08, 0.09}, order: 4}, // b's accuracy but for rounding, higher loss
 	}
 	rank(rows)
 	var got []string
 	for _, r := range rows {
 		got = append(got, r.name)
 	}
-	if strings.Join(got, "") != "cbda" {
-		t.Errorf("rank order %v, want [c b d a]", got)
+	if strings.Join(got, "") != "cbdea" {
+		t.Errorf("rank order %v, want [c b d e a]", got)
 	}
 }
 
@@ -546,7 +547,11 @@ func TestResidualStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer params.Free()
-	if err := residualStart(dev, m, trTok, base, seed); err != nil {
+	reg, err := fitRegression(dev, trTok, c.wideDim(), base, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := residualStart(dev, m, reg); err != nil {
 		t.Fatal(err)
 	}
 	got, err := probs(dev, m, vaTok, 256)
@@ -565,21 +570,28 @@ func TestResidualStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// float32 logits summed in a different order (0·h + b + Wx against
-	// Wx + b): agreement to 1e-6 in probability, far below what a wrong
-	// column, weight or bias would move (the regression's logits are O(1)).
+	// The float32 logits are the same products summed in the same order
+	// (0·h is exactly 0, and b + Wx = Wx + b), so they agree bit for bit;
+	// 1e-12 leaves room only for the float64 sigmoid here against probs'
+	// softmax (about 1e-16). One float32 ulp of a logit would move p by
+	// about 1e-8, a wrong column, weight, bias, seed or epoch count by far
+	// more.
 	worst := 0.0
 	for i, q := range got {
 		z0, z1 := float64(logits[2*i]), float64(logits[2*i+1])
 		p1 := 1 / (1 + math.Exp(z0-z1))
 		worst = max(worst, math.Abs(p1-q[1]))
 	}
-	if worst > 1e-6 {
-		t.Fatalf("untrained residual model against the baseline: max |Δp(spam)| = %g, want ≤ 1e-6", worst)
+	if worst > 1e-12 {
+		t.Fatalf("untrained residual model against the baseline: max |Δp(spam)| = %g, want ≤ 1e-12", worst)
 	}
 
 	wideBefore := make([]float32, 2*m.Wide.In)
 	if err := dev.ReadF32(wideBefore, m.Wide.Weight.Value(), 0); err != nil {
+		t.Fatal(err)
+	}
+	tableBefore := make([]float32, c.buckets*c.dim)
+	if err := dev.ReadF32(tableBefore, m.Embedding.Weight.Value(), 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := fit(dev, m, params, trTok, nil, c, seed, nil); err != nil {
@@ -606,6 +618,43 @@ func TestResidualStart(t *testing.T) {
 	}
 	if nonzero == 0 {
 		t.Errorf("the output weights stayed 0: the deep part learnt nothing")
+	}
+	tableAfter := make([]float32, len(tableBefore))
+	if err := dev.ReadF32(tableAfter, m.Embedding.Weight.Value(), 0); err != nil {
+		t.Fatal(err)
+	}
+	moved := 0
+	for i := range tableBefore {
+		if tableBefore[i] != tableAfter[i] {
+			moved++
+		}
+	}
+	if moved == 0 {
+		t.Errorf("the embedding table did not move: the deep part learnt nothing")
+	}
+}
+
+// TestResidualOptions: the regression of -residual is trained with the
+// baseline's settings as the flags (and -quick) leave them, and the grid
+// offers it only where residualStart applies.
+func TestResidualOptions(t *testing.T) {
+	o, err := parse([]string{"-base-epochs", "7", "-base-lr", "0.02"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.model.residual || o.model.base != o.base || o.model.base.epochs != 7 || o.model.base.lr != 0.02 {
+		t.Errorf("model.residual %v, model.base %+v, base %+v: want on, the baseline's settings", o.model.residual, o.model.base, o.base)
+	}
+	if o, err = parse([]string{"-quick"}); err != nil || o.model.base.epochs != quickBaseEpochs {
+		t.Errorf("-quick: regression epochs %d (err %v), want the quick baseline's %d", o.model.base.epochs, err, quickBaseEpochs)
+	}
+	for _, args := range [][]string{{"-residual=false", "-wide", "0"}, {"-residual=false", "-nb"}, {"-residual=false", "-filters", "8"}, {"-wide", "0", "-wide-pairs", "100"}} {
+		if _, err := parse(args); err != nil {
+			t.Errorf("parse(%q): %v", args, err)
+		}
+	}
+	if _, err := parse([]string{"-nb"}); err == nil || !strings.Contains(err.Error(), "-residual=false") {
+		t.Errorf("parse(-nb) = %v, want an error that names -residual=false", err)
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -77,7 +78,7 @@ func valSplit(msgs []message, o options, seed uint64) (trIdx, vaIdx []int, trMsg
 func rank(rows []selRow) {
 	sort.SliceStable(rows, func(i, j int) bool {
 		ai, aj := mean(rows[i].acc), mean(rows[j].acc)
-		if ai != aj {
+		if math.Abs(ai-aj) > tieEps { // equal error counts can differ in the last bits
 			return ai > aj
 		}
 		li, lj := mean(rows[i].loss), mean(rows[j].loss)
@@ -96,8 +97,8 @@ func runSelect(dev device.Device, msgs []message, o options, w io.Writer) error 
 	for _, wi := range gridModelWordIDs {
 		for _, wide := range gridModelWide {
 			for _, res := range gridModelResidual {
-				if res && wide == 0 {
-					continue
+				if res && (wide == 0 || o.model.nb || o.model.filters > 0) {
+					continue // residualStart needs a binary wide part and the bag
 				}
 				for _, lr := range gridModelLR {
 					for _, ep := range gridModelEpochs {
