@@ -89,6 +89,22 @@ func TestSteadyStepNoDeviceAllocation(t *testing.T) {
 	}
 }
 
+// steadyAllocs runs three warm-up steps, then returns the Go heap
+// allocations per step over ten more.
+func (s *stepper) steadyAllocs(t *testing.T) float64 {
+	t.Helper()
+	for i := 0; i < 3; i++ {
+		if err := s.run(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return testing.AllocsPerRun(10, func() {
+		if err := s.run(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
 // TestStepHeapAllocations bounds Go heap allocations per training step
 // outside GEMM: the tape, tensors and buffers are all recycled, so nn
 // itself allocates nothing in a steady step. gonum's parallel Sgemm
@@ -96,16 +112,7 @@ func TestSteadyStepNoDeviceAllocation(t *testing.T) {
 // allocations of the step's nine GEMMs run alone with the same shapes.
 func TestStepHeapAllocations(t *testing.T) {
 	s := newStepper(t, "784-256-relu-128-relu-10", 64)
-	for i := 0; i < 3; i++ {
-		if err := s.run(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	allocs := testing.AllocsPerRun(10, func() {
-		if err := s.run(); err != nil {
-			t.Fatal(err)
-		}
-	})
+	allocs := s.steadyAllocs(t)
 	gemms := s.gemmsAlone(t)
 	t.Logf("%.0f heap allocations per step, %.0f of them in the GEMMs", allocs, gemms)
 	allocs -= gemms
@@ -168,16 +175,7 @@ func (s *stepper) gemmsAlone(t *testing.T) float64 {
 // reuse the graph's buffers and views).
 func TestImageSpecStepHeapAllocations(t *testing.T) {
 	s := newStepper(t, "1x28x28-conv8k3p1-bn-relu-maxpool2-flatten-drop0.1-10", 64)
-	for i := 0; i < 3; i++ {
-		if err := s.run(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	allocs := testing.AllocsPerRun(10, func() {
-		if err := s.run(); err != nil {
-			t.Fatal(err)
-		}
-	})
+	allocs := s.steadyAllocs(t)
 	if allocs > 0 && !race.Enabled {
 		t.Errorf("%.0f heap allocations per training step, expected 0", allocs)
 	}
